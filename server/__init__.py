@@ -1,0 +1,1 @@
+"""A Replicache sync server: Tornado + MongoDB, one data partition per space."""

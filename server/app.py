@@ -1,0 +1,34 @@
+"""make_app: the routes, nothing else."""
+
+from __future__ import annotations
+
+import tornado.web
+
+from server.config import Settings
+from server.handlers.base import NotFoundHandler
+from server.handlers.poke import PokeHandler
+from server.handlers.replicache import (
+    CreateSpaceHandler,
+    PullHandler,
+    PushHandler,
+    SpaceExistsHandler,
+)
+from server.pokes import PokeHub
+from server.store import Store
+
+
+def make_app(settings: Settings, store: Store, hub: PokeHub) -> tornado.web.Application:
+    deps = {"store": store, "hub": hub, "config": settings}
+    api = "/api/replicache"
+    return tornado.web.Application(
+        [
+            (f"{api}/push", PushHandler, deps),
+            (f"{api}/pull", PullHandler, deps),
+            (f"{api}/createSpace", CreateSpaceHandler, deps),
+            (f"{api}/spaceExists", SpaceExistsHandler, deps),
+            (f"{api}/poke", PokeHandler, deps),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=deps,
+        allowed_origins=settings.allowed_origins(),
+    )

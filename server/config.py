@@ -1,0 +1,63 @@
+"""One Settings object: every option, its flag, its environment variable and its help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _opt(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass
+class Settings:
+    host: str = _opt("127.0.0.1", "HOST", "address to listen on (0.0.0.0 for every interface)")
+    port: int = _opt(8888, "PORT", "HTTP port")
+    data_dir: str = _opt("./data", "DATA_DIR", "where the embedded database keeps its files")
+    mongodb_uri: str = _opt(
+        "", "MONGODB_URI", "use this MongoDB (replica set) instead of the embedded database"
+    )
+    db_name: str = _opt("replicache", "DB_NAME", "MongoDB database name")
+    cors_origins: str = _opt("*", "CORS_ORIGINS", "comma-separated origins allowed by CORS, or * for any")
+    group_commit: bool = _opt(
+        True, "GROUP_COMMIT", "apply pushes queued for a space together in one transaction"
+    )
+    pull_cache: bool = _opt(
+        True,
+        "PULL_CACHE",
+        "answer unchanged pulls from the space version known in memory"
+        " (safe only when this process is the database's only writer)",
+    )
+    heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
+    log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+        """Flags win over environment variables, which win over defaults."""
+        env = os.environ if env is None else env
+        parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            if f.metadata["env"] in env:
+                default = _convert(type(f.default), env[f.metadata["env"]])
+            help = f"{f.metadata['help']} (env {f.metadata['env']}; default %(default)s)"
+            if isinstance(f.default, bool):
+                parser.add_argument(flag, default=default, help=help, action=argparse.BooleanOptionalAction)
+            else:
+                parser.add_argument(flag, default=default, help=help, type=type(f.default))
+        return cls(**vars(parser.parse_args(argv)))
+
+    def allowed_origins(self) -> set[str] | None:
+        """None means any origin."""
+        items = {o.strip() for o in self.cors_origins.split(",") if o.strip()}
+        return None if "*" in items else items
+
+
+def _convert(kind: type, raw: str) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return kind(raw)

@@ -1,0 +1,157 @@
+"""The embedded database: a secantusdb server run as a child process.
+
+secantusdb is GPL: it is only ever run through its CLI, never imported.
+Data dir layout: DIR/db (WiredTiger home), DIR/secantusd.log, DIR/secantusd.pid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EMPTY_CONFIG = Path(__file__).with_name("secantusd.toml")
+
+
+def _executable() -> str:
+    beside = Path(sys.executable).with_name("secantusd-py")
+    found = str(beside) if beside.exists() else shutil.which("secantusd-py")
+    if not found:
+        raise RuntimeError(
+            "secantusd-py not found: install the 'embedded' extra (pip install -e '.[embedded]')"
+            " or set MONGODB_URI"
+        )
+    return found
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when its parent dies, even by SIGKILL."""
+    parent = os.getppid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedMongo:
+    """Start with start(), which returns the URI; stop() ends it cleanly."""
+
+    def __init__(self, data_dir: str | None, host: str = "127.0.0.1") -> None:
+        """data_dir None: an in-memory database (tests)."""
+        self.data_dir = None if data_dir is None else Path(data_dir).resolve()
+        self.host = host
+        self.process: subprocess.Popen[bytes] | None = None
+        self.uri = ""
+
+    def start(self, timeout: float = 60.0) -> str:
+        port = _free_port(self.host)
+        if self.data_dir is None:
+            storage, log_file = ":memory:", subprocess.DEVNULL
+        else:
+            (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
+            self._stop_stale()
+            storage = str(self.data_dir / "db")
+            log_file = open(self.data_dir / "secantusd.log", "ab")  # noqa: SIM115
+        args = [
+            _executable(),
+            "--config",
+            str(EMPTY_CONFIG),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--storage-path",
+            storage,
+            "--log-level",
+            "WARNING",
+        ]
+        self.process = subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
+        )
+        if self.data_dir is not None:
+            log_file.close()
+            (self.data_dir / "secantusd.pid").write_text(str(self.process.pid))
+        self._wait_ready(port, timeout)
+        # retryWrites=false: secantus slows down ~10x under retryable writes.
+        self.uri = f"mongodb://{self.host}:{port}/?retryWrites=false&directConnection=true"
+        return self.uri
+
+    def _wait_ready(self, port: int, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                where = self.data_dir / "secantusd.log" if self.data_dir else "stderr"
+                raise RuntimeError(f"embedded database exited with {self.process.returncode}; see {where}")
+            try:
+                socket.create_connection((self.host, port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"embedded database did not start within {timeout:.0f}s")
+
+    def _stop_stale(self) -> None:
+        """A previous server killed hard may have left its database holding the dir."""
+        assert self.data_dir is not None
+        pid_file = self.data_dir / "secantusd.pid"
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        if not _is_secantus(pid):
+            return
+        log.warning("stopping a stale embedded database (pid %d) holding %s", pid, self.data_dir)
+        _terminate(pid)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self.data_dir is not None:
+            (self.data_dir / "secantusd.pid").unlink(missing_ok=True)
+
+
+def _is_secantus(pid: int) -> bool:
+    try:  # a zombie or another program reusing the pid has no such command line
+        return b"secantusd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _terminate(pid: int, timeout: float = 30.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_secantus(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _is_secantus(pid):
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,74 @@
+"""PokeHub: per-space condition queues that wake Server-Sent Event listeners.
+
+A space's entry exists only while it has listeners. A poke bumps the space's
+sequence number and notifies its Condition; each listener compares the number with
+the last one it answered, so pokes that land while it is writing are not lost and a
+burst of commits collapses into one frame.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tornado.locks import Condition
+
+POKE = b"data: poke\n\n"
+BEAT = b"data: beat\n\n"
+
+
+def hello_frame() -> bytes:
+    # A random reconnect delay so a restart does not bring every browser back at once.
+    return b"retry: %d\ndata: hello\n\n" % random.randint(1000, 5000)
+
+
+@dataclass
+class SpaceChannel:
+    cond: Condition = field(default_factory=Condition)
+    seq: int = 0
+    listeners: int = 0
+
+
+class PokeHub:
+    def __init__(self) -> None:
+        self._spaces: dict[str, SpaceChannel] = {}
+        self.listeners = 0
+        self.closing = False
+
+    def poke(self, space_id: str) -> None:
+        """Called after a commit changed space_id (never before)."""
+        channel = self._spaces.get(space_id)
+        if channel is not None:
+            channel.seq += 1
+            channel.cond.notify_all()
+
+    @contextmanager
+    def listen(self, space_id: str) -> Iterator[SpaceChannel]:
+        channel = self._spaces.get(space_id)
+        if channel is None:
+            channel = self._spaces[space_id] = SpaceChannel()
+        channel.listeners += 1
+        self.listeners += 1
+        try:
+            yield channel
+        finally:
+            channel.listeners -= 1
+            self.listeners -= 1
+            if channel.listeners == 0:
+                del self._spaces[space_id]
+
+    def space_count(self) -> int:
+        return len(self._spaces)
+
+    def listener_count(self, space_id: str) -> int:
+        channel = self._spaces.get(space_id)
+        return 0 if channel is None else channel.listeners
+
+    def close_all(self) -> None:
+        """Wake every listener; they end their streams (shutdown)."""
+        self.closing = True
+        for channel in self._spaces.values():
+            channel.seq += 1
+            channel.cond.notify_all()

@@ -1,0 +1,483 @@
+"""MongoDB persistence: spaces, client groups, clients, entries; push and pull.
+
+Per-space version strategy (spec 5.3). Every push batch is one multi-document
+transaction that stamps changed entries and clients with the space's next version.
+Pushes for one space are queued and applied by one runner at a time; with group
+commit, everything queued while a transaction runs goes into the next one.
+
+Collections:
+  spaces        {_id: spaceID, version, created, modified}
+  client_groups {_id: clientGroupID, spaceID, created}
+  clients       {_id: clientID, clientGroupID, spaceID, lastMutationID, version}
+  entries       {spaceID, key, value (JSON text), deleted, version}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne, WriteConcern
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
+
+from server.mutators import MUTATORS, Mutator
+from server.protocol import (
+    CLIENT_STATE_NOT_FOUND,
+    PullRequest,
+    PushRequest,
+    RequestError,
+    bad,
+    dump_value,
+    encode_pull_response,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
+GROUP_CACHE_SIZE = 100_000
+
+
+def space_not_found(space_id: str) -> RequestError:
+    return RequestError(404, "SpaceNotFound", f"space {space_id!r} does not exist")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Entries:
+    """The space's entries as one batch sees them: database rows read on demand
+    inside the transaction, overlaid with the batch's own writes."""
+
+    def __init__(self, coll: Any, space_id: str, session: Any) -> None:
+        self._coll = coll
+        self._space_id = space_id
+        self._session = session
+        self.current: dict[str, str | None] = {}  # key -> JSON text, None = absent
+        self.live_in_db: dict[str, bool] = {}
+        self.dirty: set[str] = set()
+
+    async def get(self, key: str) -> str | None:
+        if key not in self.current:
+            doc = await self._coll.find_one(
+                {"spaceID": self._space_id, "key": key}, {"value": 1, "deleted": 1}, session=self._session
+            )
+            live = doc is not None and not doc["deleted"]
+            self.live_in_db[key] = live
+            self.current[key] = doc["value"] if live else None
+        return self.current[key]
+
+    async def scan(self, prefix: str) -> list[tuple[str, str]]:
+        found: dict[str, str | None] = {}
+        cursor = self._coll.find(
+            {"spaceID": self._space_id, "key": {"$gte": prefix}, "deleted": False},
+            {"key": 1, "value": 1},
+            session=self._session,
+        ).sort("key", ASCENDING)
+        async for doc in cursor:
+            if not doc["key"].startswith(prefix):
+                break
+            found[doc["key"]] = doc["value"]
+            self.live_in_db.setdefault(doc["key"], True)
+        for key, value in self.current.items():
+            if key.startswith(prefix):
+                found[key] = value
+        return sorted((k, v) for k, v in found.items() if v is not None)
+
+    def write(self, writes: dict[str, str | None]) -> None:
+        self.current.update(writes)
+        self.dirty.update(writes)
+
+    def operations(self, version: int) -> list[UpdateOne]:
+        ops = []
+        for key in sorted(self.dirty):
+            value = self.current[key]
+            where = {"spaceID": self._space_id, "key": key}
+            if value is not None:
+                ops.append(
+                    UpdateOne(
+                        where, {"$set": {"value": value, "deleted": False, "version": version}}, upsert=True
+                    )
+                )
+            elif self.live_in_db.get(key, True):  # unknown: the filter finds out
+                ops.append(
+                    UpdateOne({**where, "deleted": False}, {"$set": {"deleted": True, "version": version}})
+                )
+        return ops
+
+
+class MutatorTx:
+    """What a mutator sees: reads through the batch, writes buffered until it returns."""
+
+    def __init__(self, entries: Entries) -> None:
+        self._entries = entries
+        self.writes: dict[str, str | None] = {}
+
+    async def get(self, key: str) -> Any:
+        raw = self.writes[key] if key in self.writes else await self._entries.get(_key(key))
+        return None if raw is None else json.loads(raw)
+
+    async def has(self, key: str) -> bool:
+        return await self.get(key) is not None
+
+    async def put(self, key: str, value: Any) -> None:
+        self.writes[_key(key)] = dump_value(value)
+
+    async def delete(self, key: str) -> None:
+        self.writes[_key(key)] = None
+
+    async def scan(self, prefix: str = "") -> list[tuple[str, Any]]:
+        found = dict(await self._entries.scan(_key(prefix)))
+        found.update((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        return [(k, json.loads(v)) for k, v in sorted(found.items()) if v is not None]
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"keys are strings, got {key!r}")
+    return key
+
+
+@dataclass
+class _Batch:
+    """State shared by the pushes of one transaction attempt."""
+
+    space_id: str
+    version: int
+    entries: Entries
+    groups: dict[str, dict[str, Any]]
+    clients: dict[str, dict[str, Any]]
+    new_groups: set[str] = field(default_factory=set)
+    changed_clients: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Queued:
+    request: PushRequest
+    future: asyncio.Future[dict[str, Any]]
+
+
+class Store:
+    def __init__(
+        self,
+        client: Any,
+        db_name: str = "replicache",
+        *,
+        group_commit: bool = True,
+        pull_cache: bool = True,
+        mutators: dict[str, Mutator] | None = None,
+        on_commit: Callable[[str], None] | None = None,
+    ) -> None:
+        """`client` is a pymongo AsyncMongoClient or a Motor AsyncIOMotorClient."""
+        self.client = client
+        # Journaled: a push answered 200 is on disk.
+        self.write_concern = WriteConcern(w="majority", j=True)
+        self.db = client.get_database(db_name, write_concern=self.write_concern)
+        self.spaces = self.db.spaces
+        self.client_groups = self.db.client_groups
+        self.clients = self.db.clients
+        self.entries = self.db.entries
+        self.group_commit = group_commit
+        self.pull_cache = pull_cache
+        self.mutators = MUTATORS if mutators is None else mutators
+        self.on_commit = on_commit
+        self._queues: dict[str, list[_Queued]] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        # Known current version of spaces this process has seen (pull fast path).
+        self._versions: dict[str, int] = {}
+        # clientGroupID -> spaceID bindings already checked (bounded).
+        self._group_space: OrderedDict[str, str] = OrderedDict()
+
+    async def init(self) -> None:
+        await self.entries.create_index([("spaceID", ASCENDING), ("key", ASCENDING)], unique=True)
+        await self.entries.create_index([("spaceID", ASCENDING), ("version", ASCENDING)])
+        await self.clients.create_index([("clientGroupID", ASCENDING), ("version", ASCENDING)])
+
+    @asynccontextmanager
+    async def _session(self) -> Any:
+        session = self.client.start_session()
+        if inspect.isawaitable(session):  # Motor
+            session = await session
+        async with session as s:
+            yield s
+
+    async def _transaction(self, callback: Callable[[Any], Any]) -> Any:
+        """Run callback(session) in a transaction, retried on transient errors."""
+        result = None
+
+        async def run(session: Any) -> None:
+            nonlocal result
+            result = await callback(session)
+
+        for attempt in range(3):
+            try:
+                async with self._session() as s:
+                    await s.with_transaction(
+                        run, read_concern=ReadConcern("snapshot"), write_concern=self.write_concern
+                    )
+                return result
+            except DuplicateKeyError:
+                # Two transactions created the same group or client; the retry sees it.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ---- spaces
+
+    async def create_space(self, space_id: str | None = None) -> str:
+        """Create a space (a random id when none is given); 409 if it exists."""
+        new_id = space_id or secrets.token_urlsafe(9)
+        try:
+            await self.spaces.insert_one({"_id": new_id, "version": 0, "created": _now(), "modified": _now()})
+        except DuplicateKeyError:
+            raise RequestError(409, "SpaceExists", f"space {new_id!r} already exists") from None
+        return new_id
+
+    async def space_exists(self, space_id: str) -> bool:
+        return await self.spaces.find_one({"_id": space_id}, {"_id": 1}) is not None
+
+    async def space_version(self, space_id: str) -> int | None:
+        doc = await self.spaces.find_one({"_id": space_id}, {"version": 1})
+        return None if doc is None else doc["version"]
+
+    # ---- push
+
+    async def push(self, space_id: str, request: PushRequest) -> dict[str, Any]:
+        """Queue a push; answered once its transaction committed (or it was refused)."""
+        queued = _Queued(request, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(space_id, []).append(queued)
+        if space_id not in self._runners:
+            self._runners[space_id] = asyncio.create_task(self._run(space_id))
+        return await queued.future
+
+    async def drain(self) -> None:
+        """Wait for every queued push to be answered (graceful shutdown)."""
+        while self._runners:
+            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+
+    async def _run(self, space_id: str) -> None:
+        queue = self._queues[space_id]
+        try:
+            while queue:
+                take = MAX_BATCH_PUSHES if self.group_commit else 1
+                batch, queue[:take] = queue[:take], []
+                requests = [q.request for q in batch]
+                try:
+                    results, version = await self._transaction(
+                        lambda s, requests=requests: self._apply(space_id, requests, s)
+                    )
+                except Exception as e:  # every push of the batch gets the same error
+                    results, version = [e] * len(batch), None
+                if version is not None:
+                    self._note_version(space_id, version)
+                    if self.on_commit:
+                        self.on_commit(space_id)
+                for q, result in zip(batch, results, strict=True):
+                    if q.future.done():  # its caller went away
+                        continue
+                    if isinstance(result, Exception):
+                        q.future.set_exception(result)
+                    else:
+                        q.future.set_result(result)
+        finally:
+            del self._runners[space_id]
+            del self._queues[space_id]
+
+    async def _apply(
+        self, space_id: str, requests: list[PushRequest], s: Any
+    ) -> tuple[list[Any], int | None]:
+        space = await self.spaces.find_one({"_id": space_id}, {"version": 1}, session=s)
+        if space is None:
+            raise space_not_found(space_id)
+        group_ids = list({r.client_group_id for r in requests})
+        client_ids = list({m.client_id for r in requests for m in r.mutations})
+        batch = _Batch(
+            space_id=space_id,
+            version=space["version"] + 1,
+            entries=Entries(self.entries, space_id, s),
+            groups={
+                g["_id"]: g async for g in self.client_groups.find({"_id": {"$in": group_ids}}, session=s)
+            },
+            clients={c["_id"]: c async for c in self.clients.find({"_id": {"$in": client_ids}}, session=s)},
+        )
+        results = []
+        for request in requests:
+            try:
+                results.append(await self._apply_push(batch, request))
+            except RequestError as e:
+                results.append(e)
+        if batch.new_groups:
+            await self.client_groups.insert_many(
+                [batch.groups[g] for g in sorted(batch.new_groups)], ordered=True, session=s
+            )
+        entry_ops = batch.entries.operations(batch.version)
+        if not entry_ops and not batch.changed_clients:
+            return results, None  # nothing changed: the version stays
+        if entry_ops:
+            await self.entries.bulk_write(entry_ops, ordered=True, session=s)
+        await self.clients.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": cid},
+                    {
+                        "$set": {
+                            "lastMutationID": batch.clients[cid]["lastMutationID"],
+                            "version": batch.version,
+                        },
+                        "$setOnInsert": {
+                            "clientGroupID": batch.clients[cid]["clientGroupID"],
+                            "spaceID": space_id,
+                        },
+                    },
+                    upsert=True,
+                )
+                for cid in sorted(batch.changed_clients)
+            ],
+            ordered=True,
+            session=s,
+        )
+        updated = await self.spaces.update_one(
+            {"_id": space_id, "version": space["version"]},
+            {"$set": {"version": batch.version, "modified": _now()}},
+            session=s,
+        )
+        if updated.matched_count != 1:
+            raise RuntimeError(f"space {space_id} version moved inside a transaction")
+        return results, batch.version
+
+    async def _apply_push(self, batch: _Batch, request: PushRequest) -> dict[str, Any]:
+        group_id = request.client_group_id
+        group = batch.groups.get(group_id)
+        if group is not None and group["spaceID"] != batch.space_id:
+            raise bad(f"client group {group_id!r} belongs to another space", "ClientGroupWrongSpace")
+        # Check every client before applying anything: a refused push changes nothing.
+        first_ids: dict[str, int] = {}
+        for m in request.mutations:
+            first_ids.setdefault(m.client_id, m.id)
+        for cid, first in first_ids.items():
+            client = batch.clients.get(cid)
+            if client is None:
+                if first != 1:  # the server lost this client's state (spec 2.3.4)
+                    return CLIENT_STATE_NOT_FOUND
+            elif client["clientGroupID"] != group_id:
+                raise bad(f"client {cid!r} belongs to another client group", "ClientNotInGroup")
+        if group is None:
+            batch.groups[group_id] = {"_id": group_id, "spaceID": batch.space_id, "created": _now()}
+            batch.new_groups.add(group_id)
+        stopped: set[str] = set()
+        for m in request.mutations:
+            client = batch.clients.setdefault(
+                m.client_id, {"_id": m.client_id, "clientGroupID": group_id, "lastMutationID": 0}
+            )
+            last = client["lastMutationID"]
+            if m.client_id in stopped or m.id <= last:
+                continue
+            if m.id > last + 1:  # a gap: nothing of this client applies past it
+                stopped.add(m.client_id)
+                continue
+            await self._run_mutator(batch, m)
+            client["lastMutationID"] = m.id
+            batch.changed_clients.add(m.client_id)
+        return {}
+
+    async def _run_mutator(self, batch: _Batch, m: Any) -> None:
+        tx = MutatorTx(batch.entries)
+        try:
+            mutator = self.mutators.get(m.name)
+            if mutator is None:
+                raise LookupError(f"unknown mutator {m.name!r}")
+            await mutator(tx, m.args)
+        except Exception as e:
+            # Permanent error: drop its writes, still advance lmid (spec 2.4).
+            # Database errors must abort the whole transaction instead.
+            if isinstance(e, PyMongoError):
+                raise
+            log.warning(
+                "mutation failed space=%s client=%s id=%d name=%s: %r",
+                batch.space_id,
+                m.client_id,
+                m.id,
+                m.name,
+                e,
+            )
+            return
+        batch.entries.write(tx.writes)
+
+    # ---- pull
+
+    async def pull(self, space_id: str, request: PullRequest) -> bytes:
+        group_id = request.client_group_id
+        cookie = request.cookie
+        if (
+            self.pull_cache
+            and cookie is not None
+            and self._versions.get(space_id) == cookie
+            and self._group_space.get(group_id) == space_id
+        ):
+            return encode_pull_response(cookie, {}, [])
+        body, version = await self._transaction(lambda s: self._pull(space_id, group_id, cookie, s))
+        self._note_version(space_id, version)
+        self._remember_group(group_id, space_id)
+        return body
+
+    async def _pull(self, space_id: str, group_id: str, cookie: int | None, s: Any) -> tuple[bytes, int]:
+        space = await self.spaces.find_one({"_id": space_id}, {"version": 1}, session=s)
+        if space is None:
+            raise space_not_found(space_id)
+        version = space["version"]
+        group = await self.client_groups.find_one({"_id": group_id}, {"spaceID": 1}, session=s)
+        if group is None:
+            # Bind the group to this space on first sight (push or pull).
+            await self.client_groups.insert_one(
+                {"_id": group_id, "spaceID": space_id, "created": _now()}, session=s
+            )
+        elif group["spaceID"] != space_id:
+            raise bad(f"client group {group_id!r} belongs to another space", "ClientGroupWrongSpace")
+        ops: list[tuple[str, ...]] = []
+        since = cookie
+        if cookie is not None and cookie > version:
+            # The cookie is from a future this server lost: jump past it and resend all.
+            log.warning("space %s: cookie %d ahead of version %d; fast-forwarding", space_id, cookie, version)
+            await self.spaces.update_one(
+                {"_id": space_id}, {"$set": {"version": cookie + 1, "modified": _now()}}, session=s
+            )
+            version, since = cookie + 1, None
+            ops.append(("clear",))
+        if since is None:
+            query: dict[str, Any] = {"spaceID": space_id, "deleted": False}
+            client_query: dict[str, Any] = {"clientGroupID": group_id}
+        else:
+            query = {"spaceID": space_id, "version": {"$gt": since}}
+            client_query = {"clientGroupID": group_id, "version": {"$gt": since}}
+        async for doc in self.entries.find(query, {"key": 1, "value": 1, "deleted": 1}, session=s).sort(
+            "key", ASCENDING
+        ):
+            ops.append(("del", doc["key"]) if doc["deleted"] else ("put", doc["key"], doc["value"]))
+        lmids = {
+            doc["_id"]: doc["lastMutationID"]
+            async for doc in self.clients.find(client_query, {"lastMutationID": 1}, session=s)
+        }
+        return encode_pull_response(version, lmids, ops), version
+
+    def _note_version(self, space_id: str, version: int) -> None:
+        # max(): a pull that read an older snapshot must not move the cache back.
+        self._versions[space_id] = max(version, self._versions.get(space_id, version))
+
+    def forget_space(self, space_id: str) -> None:
+        self._versions.pop(space_id, None)
+
+    def _remember_group(self, group_id: str, space_id: str) -> None:
+        self._group_space[group_id] = space_id
+        self._group_space.move_to_end(group_id)
+        if len(self._group_space) > GROUP_CACHE_SIZE:
+            self._group_space.popitem(last=False)

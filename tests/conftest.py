@@ -1,0 +1,76 @@
+"""Fixtures: one real embedded database per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from server.app import make_app
+from server.config import Settings
+from server.embedded import EmbeddedMongo
+from server.pokes import PokeHub
+from server.store import Store
+from tests.helpers import Api
+
+_db_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """MONGODB_URI runs the suite against a real MongoDB; else an in-memory secantusdb."""
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    db = EmbeddedMongo(None)
+    yield db.start()
+    db.stop()
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"test_{os.getpid()}_{next(_db_names)}"
+
+
+@pytest.fixture
+def settings(request) -> Settings:
+    """Parametrize indirectly with a dict of Settings fields to change them."""
+    return Settings(**getattr(request, "param", {}))
+
+
+@pytest.fixture
+def mongo_client(io_loop, mongo_uri) -> Iterator[AsyncMongoClient]:
+    client: AsyncMongoClient = AsyncMongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    yield client
+    io_loop.run_sync(client.close)
+
+
+@pytest.fixture
+def hub() -> PokeHub:
+    return PokeHub()
+
+
+@pytest.fixture
+def store(io_loop, mongo_client, db_name, settings, hub) -> Store:
+    store = Store(
+        mongo_client,
+        db_name,
+        group_commit=settings.group_commit,
+        pull_cache=settings.pull_cache,
+        on_commit=hub.poke,
+    )
+    io_loop.run_sync(store.init)
+    return store
+
+
+@pytest.fixture
+def app(settings, store, hub):
+    return make_app(settings, store, hub)
+
+
+@pytest.fixture
+def api(http_client, base_url) -> Api:
+    return Api(http_client, base_url)

@@ -1,0 +1,77 @@
+"""A small client for the HTTP API, shaped like the real Replicache client's requests."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+
+def uid(prefix: str = "") -> str:
+    return prefix + secrets.token_hex(6)
+
+
+def mutation(id: int, client_id: str, name: str = "increment", args: Any = 1) -> dict[str, Any]:
+    return {"id": id, "name": name, "args": args, "timestamp": 12.5, "clientID": client_id}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+
+@dataclass
+class Api:
+    http: AsyncHTTPClient
+    base_url: str
+
+    async def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response: HTTPResponse = await self.http.fetch(
+            self.base_url + path,
+            method="POST",
+            body=raw,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            raise_error=False,
+        )
+        text = response.body.decode() if response.body else ""
+        return Reply(response.code, json.loads(text) if text else None, response.headers)
+
+    async def create_space(self, space_id: str | None = None) -> str:
+        r = await self.post("/api/replicache/createSpace", {} if space_id is None else {"spaceID": space_id})
+        assert r.status == 200, r.body
+        return r.body["spaceID"]
+
+    async def push(self, space: str, group: str, mutations: list[dict[str, Any]], **extra: Any) -> Reply:
+        body = {
+            "profileID": "p1",
+            "clientGroupID": group,
+            "mutations": mutations,
+            "pushVersion": 1,
+            "schemaVersion": "",
+            **extra,
+        }
+        return await self.post(f"/api/replicache/push?spaceID={quote(space)}", body)
+
+    async def pull(self, space: str, group: str, cookie: Any = None, **extra: Any) -> Reply:
+        body = {
+            "profileID": "p1",
+            "clientGroupID": group,
+            "cookie": cookie,
+            "pullVersion": 1,
+            "schemaVersion": "",
+            **extra,
+        }
+        return await self.post(f"/api/replicache/pull?spaceID={quote(space)}", body)
+
+    async def view(self, space: str) -> dict[str, Any]:
+        """The full client view of a space, read by a fresh client group."""
+        r = await self.pull(space, uid("viewer-"))
+        assert r.status == 200, r.body
+        return {op["key"]: op["value"] for op in r.body["patch"] if op["op"] == "put"}
