@@ -68,15 +68,14 @@ button.disabled = false;
 
 // Pokes: the server says "pull soon" after every commit to this space.
 const events = new EventSource(`${api}/poke?${query}`);
-let connectedBefore = false;
 events.addEventListener("message", (event) => {
-  if (event.data === "poke") {
-    rep.pull();
-  } else if (event.data === "hello") {
-    // A reconnect may have missed pokes; the first hello follows the start-up pull.
-    if (connectedBefore) rep.pull();
-    connectedBefore = true;
-  }
+  if (event.data === "poke") rep.pull();
+});
+let connectedBefore = false;
+events.addEventListener("open", () => {
+  // A reconnect may have missed pokes; the first connection follows the start-up pull.
+  if (connectedBefore) rep.pull();
+  connectedBefore = true;
 });
 
 // Sharing.

@@ -138,3 +138,27 @@ def test_unknown_space_explains_and_links_to_a_new_one(open_tab):
     expect(tab.page).to_have_url(SPACE_URL)
     assert space_of(tab.page) != "no-such-space"
     expect(tab.page.locator("#count")).to_have_text("0")
+
+
+def test_offline_clicks_wait_and_then_sync(open_tab, live_server):
+    a = open_tab("/?pullInterval=off")
+    b = open_tab(a.page.url.removeprefix(live_server.url))
+    for tab in (a, b):
+        expect(tab.page.locator("#count")).to_have_text("0")
+
+    a.context.set_offline(True)
+    a.page.click("#increment")
+    a.page.click("#increment")
+    expect(a.page.locator("#count")).to_have_text("2")  # optimistic, local
+    expect(a.page.locator("#online-text")).to_have_text("Offline")
+    expect(a.page.locator("#pending")).to_have_text("2")
+    shot(a.page, "offline")
+    expect(b.page.locator("#count")).to_have_text("0")
+
+    a.context.set_offline(False)
+    # Replicache retries with backoff after failures, so allow more than a poke's 3 s.
+    expect(a.page.locator("#online-text")).to_have_text("Online", timeout=15_000)
+    expect(b.page.locator("#count")).to_have_text("2", timeout=15_000)
+    expect(a.page.locator("#pending")).to_have_text("0", timeout=15_000)
+    expect(a.page.locator("#count")).to_have_text("2")
+    assert b.errors == []

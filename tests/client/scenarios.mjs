@@ -77,6 +77,7 @@ function listenPokes(space, onPoke) {
   let ready;
   const opened = new Promise((resolve) => (ready = resolve));
   const request = http.get(`${base}/api/replicache/poke?spaceID=${space}`, (response) => {
+    ready(); // the server sends its headers once the listener is registered
     response.setEncoding("utf8");
     response.on("data", (chunk) => {
       buffer += chunk;
@@ -89,7 +90,6 @@ function listenPokes(space, onPoke) {
           .filter((l) => l.startsWith("data:"))
           .map((l) => l.slice(5).trim())
           .join("\n");
-        if (data === "hello") ready();
         if (data === "poke") onPoke();
       }
     });
