@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -50,7 +50,7 @@ class Tab:
 
 
 @pytest.fixture
-def open_tab(browser: Browser, live_server: LiveServer) -> Iterator:
+def open_tab(browser: Browser, live_server: LiveServer) -> Iterator[Callable[..., Tab]]:
     tabs: list[Tab] = []
 
     def open_tab(path: str, width: int = 720) -> Tab:
@@ -98,7 +98,7 @@ def test_two_browsers_stay_in_sync_through_pokes(open_tab, live_server):
     expect(a.page.locator("#count")).to_have_text("3")
     expect(b.page.locator("#count")).to_have_text("3", timeout=SYNC_MS)
 
-    b.page.get_by_role("button", name="Increment the counter by 1").click()
+    b.page.get_by_role("button", name="+1: add one to the count").click()
     b.page.click("#increment")
     expect(a.page.locator("#count")).to_have_text("5", timeout=SYNC_MS)
     expect(b.page.locator("#count")).to_have_text("5")
@@ -123,6 +123,12 @@ def test_root_lands_on_a_new_space(open_tab, live_server):
         expect(tab.page.locator("#share-link")).to_have_value(f"{live_server.url}/space/{space}")
         assert tab.errors == []
     assert space_of(first.page) != space_of(second.page)
+    # The Copy button puts the share link on the clipboard.
+    first.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    first.page.click("#copy")
+    expect(first.page.locator("#copied")).to_have_text("Link copied.")
+    link = f"{live_server.url}/space/{space_of(first.page)}"
+    assert first.page.evaluate("() => navigator.clipboard.readText()") == link
     # Narrow screens: nothing sticks out sideways.
     assert second.page.evaluate("document.documentElement.scrollWidth") <= 360
     shot(first.page, "new-space")
