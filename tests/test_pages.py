@@ -7,8 +7,11 @@ import os
 import re
 
 import pytest
+import tornado.httpserver
+import tornado.testing
+import tornado.web
 
-from server.handlers.pages import IMMUTABLE, Bundle
+from server.handlers.pages import IMMUTABLE, Bundle, routes
 
 pytestmark = pytest.mark.gen_test
 
@@ -108,3 +111,17 @@ def test_bundle_follows_rebuilds(tmp_path):
     assert not bundle.is_hashed("app-AAAA.js")
     (tmp_path / "manifest.json").write_text("{not json")
     assert bundle.page() is None
+
+
+async def test_space_page_before_the_client_is_built_is_a_503(http_client, store, hub, settings, tmp_path):
+    deps = {"store": store, "hub": hub, "config": settings}
+    server = tornado.httpserver.HTTPServer(tornado.web.Application(routes(deps, dist=tmp_path)))
+    sock, port = tornado.testing.bind_unused_port()
+    server.add_sockets([sock])
+    try:
+        space = await store.create_space()
+        r = await get(http_client, f"http://127.0.0.1:{port}", f"/space/{space}")
+        assert r.code == 503
+        assert "make run" in r.body.decode()
+    finally:
+        server.stop()

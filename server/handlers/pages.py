@@ -13,6 +13,7 @@ import logging
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import tornado.web
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
@@ -41,6 +42,7 @@ class Bundle:
     def __init__(self, dist: Path) -> None:
         self.dist = dist
         self._stamp: int | None = None
+        self._problem = ""
         self._page: bytes | None = None
         self._assets: dict[str, str] = {}
         self._hashed: frozenset[str] = frozenset()
@@ -54,10 +56,11 @@ class Bundle:
             self._page = (self.dist / manifest["page"]).read_bytes()
             self._assets = dict(manifest["assets"])
             self._hashed = frozenset(manifest["hashed"])
-            self._stamp = stamp
-        except (OSError, ValueError, KeyError, TypeError) as e:  # missing, or mid-rebuild
-            if self._stamp is not None or not isinstance(e, FileNotFoundError):
+            self._stamp, self._problem = stamp, ""
+        except (OSError, ValueError, KeyError, TypeError) as e:  # not built, or mid-rebuild
+            if str(e) != self._problem:  # once per problem, not once per request
                 log.warning("client bundle unavailable in %s: %s", self.dist, e)
+            self._problem = str(e)
             self._stamp, self._page, self._assets, self._hashed = None, None, {}, frozenset()
 
     def page(self) -> bytes | None:
@@ -122,7 +125,8 @@ class PageHandler(JSONHandler):
 class NewSpaceHandler(PageHandler):
     async def get(self) -> None:
         space_id = await self.store.create_space()
-        query = f"?{self.request.query}" if self.request.query else ""  # e.g. ?pullInterval=off
+        args = urlencode(parse_qsl(self.request.query))  # kept, e.g. ?pullInterval=off
+        query = f"?{args}" if args else ""
         self.set_header("Cache-Control", "no-store")
         self.redirect(f"/space/{space_id}{query}", status=303)
 
