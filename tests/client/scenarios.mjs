@@ -74,10 +74,12 @@ async function serverCount(space) {
 /** Pokes as a browser's EventSource would get them; Node 20 has none, so read the stream. */
 function listenPokes(space, onPoke) {
   let buffer = "";
-  let ready;
-  const opened = new Promise((resolve) => (ready = resolve));
+  let ready, fail;
+  const opened = new Promise((resolve, reject) => ([ready, fail] = [resolve, reject]));
   const request = http.get(`${base}/api/replicache/poke?spaceID=${space}`, (response) => {
-    ready(); // the server sends its headers once the listener is registered
+    // The server sends its headers once the listener is registered.
+    if (response.statusCode === 200) ready();
+    else fail(new Error(`poke stream: HTTP ${response.statusCode}`));
     response.setEncoding("utf8");
     response.on("data", (chunk) => {
       buffer += chunk;
@@ -94,7 +96,7 @@ function listenPokes(space, onPoke) {
       }
     });
   });
-  request.on("error", () => {}); // destroyed on close
+  request.on("error", (error) => fail(error)); // after close: a no-op
   return { opened, close: () => request.destroy() };
 }
 
