@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint clean
+.PHONY: install client chromium run test lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,10 +14,25 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# The counter app (client/): npm ci when node_modules is missing or the lock file is
+# newer; esbuild to static/dist/ when a source is newer than the manifest it writes last.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+static/dist/manifest.json: node_modules/.installed $(wildcard client/*)
+	node client/build.mjs
+
+client: static/dist/manifest.json
+
+# The browser tests drive Debian's chromium (CI runs as root).
+chromium:
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+
+run: install client
 	$(PY) -m server $(ARGS)
 
-test: install
+test: install client chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -25,4 +40,4 @@ lint: install
 	$(VENV)/bin/ruff format --check server tests scripts
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info node_modules static/dist

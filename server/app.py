@@ -5,6 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from server.config import Settings
+from server.handlers import pages
 from server.handlers.base import NotFoundHandler
 from server.handlers.poke import PokeHandler
 from server.handlers.replicache import (
@@ -27,6 +28,7 @@ def make_app(settings: Settings, store: Store, hub: PokeHub) -> tornado.web.Appl
             (f"{api}/createSpace", CreateSpaceHandler, deps),
             (f"{api}/spaceExists", SpaceExistsHandler, deps),
             (f"{api}/poke", PokeHandler, deps),
+            *pages.routes(deps),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,

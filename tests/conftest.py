@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -15,6 +17,7 @@ from server.embedded import EmbeddedMongo
 from server.pokes import PokeHub
 from server.store import Store
 from tests.helpers import Api
+from tests.live import ROOT, LiveServer
 
 _db_names = itertools.count()
 
@@ -74,3 +77,17 @@ def app(settings, store, hub):
 @pytest.fixture
 def api(http_client, base_url) -> Api:
     return Api(http_client, base_url)
+
+
+@pytest.fixture(scope="session")
+def client_dist() -> Path:
+    """The built counter app; `make client` (re)builds it when missing or stale."""
+    subprocess.run(["make", "--no-print-directory", "client"], cwd=ROOT, check=True)
+    return ROOT / "static" / "dist"
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, client_dist) -> Iterator[LiveServer]:
+    """One `python -m server` with its own database, for the Node client and browser tests."""
+    with LiveServer(data_dir=tmp_path_factory.mktemp("live-data")) as server:
+        yield server

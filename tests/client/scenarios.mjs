@@ -1,0 +1,316 @@
+// The real replicache@15.3.0 client (kvStore 'mem') against a running server.
+//
+//   node tests/client/scenarios.mjs http://127.0.0.1:PORT
+//
+// Runs each scenario in a fresh space and prints one JSON report on stdout (pytest,
+// tests/client/test_node_client.py, asserts on it). Everything the client logs is
+// captured, none of it goes to stdout.
+import http from "node:http";
+import { Replicache } from "replicache";
+import { increment } from "../../client/mutators.js";
+
+const base = process.argv[2];
+if (!base) {
+  process.stderr.write("usage: node tests/client/scenarios.mjs <server URL>\n");
+  process.exit(2);
+}
+const DEADLINE_MS = 20_000;
+const BAD_LINES = [/is < than last snapshot/, /did not change, but/];
+
+// ---- log capture: every client line, by client label
+
+const lines = []; // {who, level, text}
+function record(who, level, args) {
+  const text = args
+    .map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : typeof a === "string" ? a : safeJSON(a)))
+    .join(" ");
+  lines.push({ who, level, text });
+}
+function safeJSON(value) {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
+}
+// Replicache also writes some lines straight to the console.
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  console[level] = (...args) => record("console", level, args);
+}
+const events = []; // onClientStateNotFound, onUpdateNeeded, unhandled rejections
+process.on("unhandledRejection", (reason) => events.push({ who: "process", event: "unhandledRejection", detail: String(reason) }));
+
+// ---- the server
+
+async function post(path, body) {
+  const response = await fetch(base + path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${safeJSON(json)}`);
+  return json;
+}
+
+async function createSpace() {
+  return (await post("/api/replicache/createSpace", {})).spaceID;
+}
+
+/** The count as the server has it: a full pull by a brand-new client group. */
+async function serverCount(space) {
+  const body = {
+    profileID: "scenarios",
+    clientGroupID: `viewer-${Math.random().toString(36).slice(2)}`,
+    cookie: null,
+    pullVersion: 1,
+    schemaVersion: "",
+  };
+  const reply = await post(`/api/replicache/pull?spaceID=${space}`, body);
+  const put = reply.patch.find((op) => op.op === "put" && op.key === "count");
+  return put ? put.value : 0;
+}
+
+/** Pokes as a browser's EventSource would get them; Node 20 has none, so read the stream. */
+function listenPokes(space, onPoke) {
+  let buffer = "";
+  let ready, fail;
+  const opened = new Promise((resolve, reject) => ([ready, fail] = [resolve, reject]));
+  const request = http.get(`${base}/api/replicache/poke?spaceID=${space}`, (response) => {
+    // The server sends its headers once the listener is registered.
+    if (response.statusCode === 200) ready();
+    else fail(new Error(`poke stream: HTTP ${response.statusCode}`));
+    response.setEncoding("utf8");
+    response.on("data", (chunk) => {
+      buffer += chunk;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = frame
+          .split("\n")
+          .filter((l) => l.startsWith("data:"))
+          .map((l) => l.slice(5).trim())
+          .join("\n");
+        if (data === "poke") onPoke();
+      }
+    });
+  });
+  request.on("error", (error) => fail(error)); // after close: a no-op
+  return { opened, close: () => request.destroy() };
+}
+
+// ---- clients
+
+const clients = [];
+
+/** A Replicache like one browser tab: pulls on pokes, no interval pulls. */
+async function tab(space, who, { name, mutators = { increment }, pusher, puller, pullOnPoke = () => true } = {}) {
+  const rep = new Replicache({
+    name: name ?? `${who}-${space}`,
+    kvStore: "mem",
+    pushURL: `${base}/api/replicache/push?spaceID=${space}`,
+    pullURL: `${base}/api/replicache/pull?spaceID=${space}`,
+    pullInterval: null,
+    requestOptions: { maxDelayMs: 500 },
+    mutators,
+    pusher,
+    puller,
+    logLevel: "info",
+    logSinks: [{ log: (level, context, ...args) => record(who, level, args) }],
+  });
+  const client = { who, rep, values: [], online: [] };
+  rep.onClientStateNotFound = () => events.push({ who, event: "onClientStateNotFound" });
+  rep.onUpdateNeeded = (reason) => events.push({ who, event: "onUpdateNeeded", detail: safeJSON(reason) });
+  rep.onOnlineChange = (online) => client.online.push(online);
+  rep.subscribe(async (tx) => (await tx.get("count")) ?? 0, { onData: (v) => client.values.push(v) });
+  client.pokes = listenPokes(space, () => pullOnPoke() && rep.pull());
+  await client.pokes.opened;
+  clients.push(client);
+  return client;
+}
+
+const last = (client) => client.values.at(-1);
+const pending = async (client) => (await client.rep.experimentalPendingMutations()).length;
+
+/** Poll with a deadline: pending mutations have no change event. */
+async function waitFor(what, predicate) {
+  const end = Date.now() + DEADLINE_MS;
+  while (Date.now() < end) {
+    if (await predicate()) return;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function converge(space, group, expected) {
+  await waitFor(`count ${expected} and nothing pending`, async () => {
+    for (const c of group) if (last(c) !== expected || (await pending(c)) !== 0) return false;
+    return true;
+  });
+  return state(space, group);
+}
+
+async function state(space, group) {
+  return {
+    server: await serverCount(space),
+    counts: group.map(last),
+    pending: await Promise.all(group.map(pending)),
+    clientIDs: group.map((c) => c.rep.clientID),
+    clientGroupIDs: await Promise.all(group.map((c) => c.rep.clientGroupID)),
+  };
+}
+
+// ---- scenarios
+
+async function twoClients() {
+  const space = await createSpace();
+  const a = await tab(space, "two-a");
+  const b = await tab(space, "two-b");
+  for (let i = 0; i < 10; i++) {
+    a.rep.mutate.increment(1);
+    await sleep(i % 3 === 0 ? 0 : 15);
+    b.rep.mutate.increment(100);
+  }
+  return { expected: 1010, ...(await converge(space, [a, b], 1010)) };
+}
+
+async function sameName() {
+  const space = await createSpace();
+  const name = `shared-${space}`;
+  const a = await tab(space, "same-a", { name });
+  const b = await tab(space, "same-b", { name });
+  for (let i = 0; i < 8; i++) {
+    a.rep.mutate.increment(1);
+    b.rep.mutate.increment(10);
+    await sleep(10);
+  }
+  return { expected: 88, ...(await converge(space, [a, b], 88)) };
+}
+
+async function offline() {
+  const space = await createSpace();
+  let mode = "online"; // "offline": fail before sending; "lost": send, then lose the answer
+  const attempts = { online: 0, offline: 0, lost: 0 };
+  const pushURL = `${base}/api/replicache/push?spaceID=${space}`;
+  const pusher = async (body, requestID) => {
+    const now = mode;
+    attempts[now] += 1;
+    if (now === "offline") throw new Error("offline (test)");
+    const response = await fetch(pushURL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Replicache-RequestID": requestID },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    if (now === "lost") throw new Error("connection lost after sending (test)");
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return {
+      httpRequestInfo: { httpStatusCode: response.status, errorMessage: response.ok ? "" : text },
+      response: json && json.error ? json : undefined,
+    };
+  };
+  // While not online it also ignores pokes, so nothing but a retry can confirm its pushes.
+  const c = await tab(space, "offline-c", { pusher, pullOnPoke: () => mode === "online" });
+  const d = await tab(space, "offline-d");
+
+  c.rep.mutate.increment(1);
+  c.rep.mutate.increment(1);
+  await converge(space, [c, d], 2);
+
+  mode = "offline";
+  for (let i = 0; i < 5; i++) c.rep.mutate.increment(1);
+  d.rep.mutate.increment(100);
+  d.rep.mutate.increment(100);
+  await waitFor("the offline client to notice", () => c.online.includes(false) && attempts.offline >= 2);
+  await waitFor("the other client's pushes", async () => (await serverCount(space)) === 202);
+  const whileOffline = { count: last(c), pending: await pending(c), server: await serverCount(space) };
+
+  mode = "lost"; // the server applies these pushes; the client never hears so and retries
+  await waitFor("two lost pushes", () => attempts.lost >= 2);
+  const whileLost = { pending: await pending(c), server: await serverCount(space) };
+
+  mode = "online";
+  c.rep.pull();
+  const final = await converge(space, [c, d], 207);
+  return { expected: 207, attempts, onlineChanges: c.online, whileOffline, whileLost, ...final };
+}
+
+async function lyingMutator() {
+  const space = await createSpace();
+  const liar = async (tx, delta) => {
+    const prev = (await tx.get("count")) ?? 0;
+    await tx.put("count", prev + delta + 1000);
+  };
+  const l = await tab(space, "liar", { mutators: { increment: liar } });
+  const h = await tab(space, "honest");
+  await l.rep.mutate.increment(1);
+  const shownAfterLie = last(l);
+  h.rep.mutate.increment(2);
+  const final = await converge(space, [l, h], 3);
+  return { expected: 3, shownAfterLie, liarValues: l.values, ...final };
+}
+
+/**
+ * Proves the log check can fail: a puller that breaks the cookie rules (an unchanged
+ * cookie with a patch, then a cookie that goes back) must produce both bad lines.
+ */
+async function canary() {
+  const space = await createSpace();
+  const pullURL = `${base}/api/replicache/pull?spaceID=${space}`;
+  let pulls = 0;
+  const puller = async (body) => {
+    pulls += 1;
+    const response = await fetch(pullURL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const reply = await response.json();
+    if (pulls === 2) Object.assign(reply, { cookie: body.cookie, patch: [{ op: "put", key: "x", value: 1 }] });
+    if (pulls === 3) reply.cookie = body.cookie - 1;
+    return { response: reply, httpRequestInfo: { httpStatusCode: response.status, errorMessage: "" } };
+  };
+  const c = await tab(space, "canary", { puller, pullOnPoke: () => false });
+  await c.rep.mutate.increment(1);
+  await waitFor("the first pull", () => pulls >= 1);
+  await waitFor("the push", async () => (await serverCount(space)) === 1);
+  await c.rep.pull();
+  await waitFor("pull 2", () => pulls >= 2);
+  await c.rep.pull();
+  await waitFor("both canary lines", () =>
+    BAD_LINES.every((re) => lines.some((l) => l.who === "canary" && re.test(l.text))),
+  );
+  return { pulls };
+}
+
+// ---- run
+
+const scenarios = { twoClients, sameName, offline, lyingMutator, canary };
+const report = { scenarios: {} };
+for (const [name, run] of Object.entries(scenarios)) {
+  const started = Date.now();
+  try {
+    report.scenarios[name] = { ok: true, ...(await run()) };
+  } catch (error) {
+    report.scenarios[name] = { ok: false, error: String(error?.stack ?? error) };
+  }
+  report.scenarios[name].ms = Date.now() - started;
+}
+for (const c of clients) {
+  c.pokes.close();
+  await c.rep.close();
+}
+report.events = events;
+report.badLines = lines.filter((l) => BAD_LINES.some((re) => re.test(l.text)));
+report.linesByClient = {};
+for (const l of lines) report.linesByClient[l.who] = (report.linesByClient[l.who] ?? 0) + 1;
+report.sampleLines = lines.slice(0, 50);
+process.stdout.write(JSON.stringify(report) + "\n");
+process.exit(0);

@@ -1,0 +1,86 @@
+"""The real replicache@15.3.0 client under Node (kvStore 'mem') against a live server.
+
+tests/client/scenarios.mjs runs every scenario once and prints a JSON report; each
+test below checks one scenario's part of it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live import ROOT, LiveServer
+
+SCRIPT = Path(__file__).with_name("scenarios.mjs")
+
+
+@pytest.fixture(scope="module")
+def report(live_server: LiveServer) -> dict[str, Any]:
+    done = subprocess.run(
+        ["node", str(SCRIPT), live_server.url], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
+    result = report["scenarios"][name]
+    assert result["ok"], result.get("error")
+    return result
+
+
+def test_two_clients_converge_after_interleaved_increments(report):
+    s = scenario(report, "twoClients")
+    assert s["server"] == 1010
+    assert s["counts"] == [1010, 1010]
+    assert s["pending"] == [0, 0]
+    assert len(set(s["clientGroupIDs"])) == 2
+
+
+def test_two_instances_of_one_client_group_converge(report):
+    s = scenario(report, "sameName")
+    assert s["clientGroupIDs"][0] == s["clientGroupIDs"][1]
+    assert s["clientIDs"][0] != s["clientIDs"][1]
+    assert s["server"] == 88
+    assert s["counts"] == [88, 88]
+    assert s["pending"] == [0, 0]
+
+
+def test_offline_client_converges_without_double_counting(report):
+    s = scenario(report, "offline")
+    assert s["attempts"]["offline"] >= 2
+    assert s["onlineChanges"][0] is False
+    assert s["onlineChanges"][-1] is True
+    # Offline: its 5 increments wait locally; none reached the server.
+    assert s["whileOffline"]["pending"] == 5
+    assert s["whileOffline"]["server"] == 202
+    assert s["whileOffline"]["count"] in (7, 207)
+    # Answers lost: the server applied the 5 once though the client sent them again.
+    assert s["attempts"]["lost"] >= 2
+    assert s["whileLost"] == {"pending": 5, "server": 207}
+    assert s["server"] == 207
+    assert s["counts"] == [207, 207]
+    assert s["pending"] == [0, 0]
+
+
+def test_lying_client_mutator_snaps_back_to_the_server_value(report):
+    s = scenario(report, "lyingMutator")
+    assert s["shownAfterLie"] == 1001  # its own optimistic lie, shown until the pull
+    assert s["server"] == 3
+    assert s["counts"] == [3, 3]
+    assert s["pending"] == [0, 0]
+
+
+def test_no_client_logs_a_rejected_pull_response(report):
+    bad = report["badLines"]
+    # The canary client broke the cookie rules on purpose: the check sees both lines.
+    canary = " ".join(line["text"] for line in bad if line["who"] == "canary")
+    assert scenario(report, "canary")["pulls"] >= 3
+    assert "did not change, but" in canary
+    assert "is < than last snapshot" in canary
+    assert [line for line in bad if line["who"] != "canary"] == []
+    assert report["events"] == []
