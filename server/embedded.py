@@ -56,9 +56,12 @@ class EmbeddedMongo:
         self.host = host
         self.process: subprocess.Popen[bytes] | None = None
         self.uri = ""
+        self.port = 0
 
-    def start(self, timeout: float = 60.0) -> str:
-        port = _free_port(self.host)
+    def start(self, timeout: float = 60.0, port: int | None = None) -> str:
+        """port: reuse a known one (a restart that clients reconnect to); default a free one."""
+        port = port or _free_port(self.host)
+        self.port = port
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from server import metrics
 from server.handlers.base import JSONHandler
@@ -40,6 +41,8 @@ class ReadyzHandler(JSONHandler):
 
 class MetricsHandler(JSONHandler):
     def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        # Prometheus text 0.0.4 by default; OpenMetrics when the scraper asks for it.
+        encode, content_type = choose_encoder(self.request.headers.get("Accept", ""))
+        self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
-        self.finish(generate_latest(REGISTRY))
+        self.finish(encode(REGISTRY))
