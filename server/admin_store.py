@@ -86,7 +86,7 @@ class AdminStore:
         }
 
     async def space(self, space_id: str) -> dict[str, Any]:
-        """A space's summary with its client groups and their clients."""
+        """A space's summary, plus `groups`: its client groups and their clients."""
         doc = await self.store.spaces.find_one({"_id": check_space_id(space_id)})
         if doc is None:
             raise space_not_found(space_id)
@@ -112,7 +112,7 @@ class AdminStore:
             group["clients"].append(client)
             if client["lastSeen"] and (group["lastSeen"] or "") < client["lastSeen"]:
                 group["lastSeen"] = client["lastSeen"]
-        return {**await self._summary(doc), "clientGroups": list(groups.values())}
+        return {**await self._summary(doc), "groups": list(groups.values())}
 
     async def entries(self, space_id: str, after: str, limit: int) -> dict[str, Any]:
         """Live entries in key order, `limit` at a time after the key `after`."""

@@ -103,7 +103,6 @@ class AdminAPIHandler(AdminHandler):
     def prepare(self) -> None:
         method = self.auth_method()
         if method is None:
-            self.set_header("WWW-Authenticate", 'Bearer realm="admin"')
             raise RequestError(401, "Unauthorized", "send Authorization: Bearer <admin token>")
         if (
             method == "cookie"
@@ -113,6 +112,12 @@ class AdminAPIHandler(AdminHandler):
             raise RequestError(
                 403, "Forbidden", f"cookie-authenticated writes need the {WRITE_HEADER} header"
             )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, RequestError) and error.status == 401:  # send_error cleared headers
+            self.set_header("WWW-Authenticate", 'Bearer realm="admin"')
+        super().write_error(status_code, **kwargs)
 
 
 class SpacesAPI(AdminAPIHandler):
@@ -182,6 +187,9 @@ class PageHandler(AdminHandler):
     def get_template_path(self) -> str:
         return str(ROOT / "templates")
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        return {**super().get_template_namespace(), "when": _when, "dumps": _dumps}
+
     def login_page(self, message: str = "") -> None:
         self.set_status(401)
         self.render("login.html", message=message)
@@ -215,7 +223,7 @@ class SpacePage(PageHandler):
         space = await self.admin.space(space_id)
         after = self.get_query_argument("after", "")
         entries = await self.admin.entries(space_id, after, ENTRY_PAGE_SIZE)
-        self.render("space.html", space=space, entries=entries, after=after, dumps=_dumps)
+        self.render("space.html", space=space, entries=entries, after=after)
 
 
 class LoginPage(PageHandler):
@@ -234,6 +242,11 @@ class LogoutPage(PageHandler):
     def post(self) -> None:
         self.log_out()
         self.redirect("/admin", status=303)
+
+
+def _when(iso: str | None) -> str:
+    """2026-11-26T05:04:57.960Z -> 2026-11-26 05:04:57 (UTC; the API keeps the full form)."""
+    return "" if not iso else iso[:19].replace("T", " ")
 
 
 def _dumps(value: Any, limit: int = 300) -> str:
