@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
 
 import pytest
 import tornado.httpserver
@@ -97,8 +98,12 @@ async def test_metrics_after_pushes_and_pulls(api, http_client, base_url):
 async def test_every_documented_metric_is_exposed(http_client, base_url):
     r = await http_client.fetch(base_url + "/metrics")
     families = {f.name for f in text_string_to_metric_families(r.body.decode())}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name in METRIC_NAMES:
         assert name.removesuffix("_total") in families, name
+        assert f"`{name}`" in readme, name
+    documented = set(re.findall(r"`(replicache_[a-z_]+)`", readme))
+    assert documented == set(METRIC_NAMES)
 
 
 async def test_refused_counter_for_caps(http_client, base_url):
