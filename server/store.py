@@ -216,7 +216,7 @@ class Store:
     async def _transaction(self, callback: Callable[[Any], Any]) -> Any:
         """Run callback(session) in a transaction, retried on transient errors."""
         result = None
-        runs = 0
+        runs = 0  # across with_transaction's own retries and ours below
 
         async def run(session: Any) -> None:
             nonlocal result, runs
@@ -242,7 +242,6 @@ class Store:
                 metrics.transaction_conflict()
                 if attempt == 2:
                     raise
-                metrics.transaction_retry()
         raise AssertionError("unreachable")
 
     # ---- spaces
