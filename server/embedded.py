@@ -34,9 +34,12 @@ def _executable() -> str:
 
 
 def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child when its parent dies, even by SIGKILL."""
+    """preexec_fn: kill the child when its parent dies, even by SIGKILL.
+
+    SIGKILL, not SIGTERM: secantus may never act on a SIGTERM (see _terminate), and an
+    orphan would hold the data dir. Acknowledged writes are journaled, so none is lost."""
     parent = os.getppid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -55,13 +58,12 @@ class EmbeddedMongo:
         self.data_dir = None if data_dir is None else Path(data_dir).resolve()
         self.host = host
         self.process: subprocess.Popen[bytes] | None = None
-        self.uri = ""
         self.port = 0
+        self.uri = ""
 
     def start(self, timeout: float = 60.0, port: int | None = None) -> str:
         """port: reuse a known one (a restart that clients reconnect to); default a free one."""
-        port = port or _free_port(self.host)
-        self.port = port
+        self.port = port = port or _free_port(self.host)
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:
@@ -124,18 +126,14 @@ class EmbeddedMongo:
         if not _is_secantus(pid):
             return
         log.warning("stopping a stale embedded database (pid %d) holding %s", pid, self.data_dir)
-        _terminate(pid)
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        _terminate(pid, args[args.index("--host") + 1], int(args[args.index("--port") + 1]))
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process.pid, self.host, self.port)
+        self.process.wait()
         self.process = None
         if self.data_dir is not None:
             (self.data_dir / "secantusd.pid").unlink(missing_ok=True)
@@ -148,13 +146,26 @@ def _is_secantus(pid: int) -> bool:
         return False
 
 
-def _terminate(pid: int, timeout: float = 30.0) -> None:
+def _accepts(host: str, port: int) -> bool:
     try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _terminate(pid: int, host: str, port: int, timeout: float = 30.0) -> None:
+    """SIGTERM, sent again while the database still accepts connections: secantus acts on
+    a signal only when the kernel delivers it to its main thread (one that lands on another
+    thread is never handled). Its handler closes the listening socket first."""
+    deadline = time.monotonic() + timeout
+    try:
         while _is_secantus(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            if _accepts(host, port):
+                os.kill(pid, signal.SIGTERM)
+            time.sleep(0.2)  # another process: no event tells us it has exited
         if _is_secantus(pid):
+            log.warning("embedded database (pid %d) ignored SIGTERM for %.0fs; killing it", pid, timeout)
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -112,12 +112,15 @@ def _object(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
-def _string(body: dict[str, Any], field: str, *, max_len: int = MAX_ID_LEN, empty: bool = False) -> str:
+def _string(
+    body: dict[str, Any], field: str, *, max_len: int = MAX_ID_LEN, empty: bool = False, where: str = ""
+) -> str:
     value = body.get(field)
+    name = f"{where}.{field}" if where else field
     if not isinstance(value, str):
-        raise bad(f"{field} must be a string")
+        raise bad(f"{name} must be a string")
     if len(value) > max_len or (not empty and not value):
-        raise bad(f"{field} must be 1..{max_len} characters")
+        raise bad(f"{name} must be 1..{max_len} characters")
     return value
 
 
@@ -153,9 +156,9 @@ def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
         mutations.append(
             Mutation(
                 id=_int(m.get("id"), f"{where}.id", 1, MAX_MUTATION_ID),
-                name=_string(m, "name"),
+                name=_string(m, "name", where=where),
                 args=m.get("args"),
-                client_id=_string(m, "clientID"),
+                client_id=_string(m, "clientID", where=where),
                 timestamp=float(timestamp),
             )
         )

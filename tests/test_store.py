@@ -1,0 +1,93 @@
+"""Store-level behaviour: group commit batches, per-push refusal inside a batch, commit hook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from server.protocol import RequestError, parse_pull, parse_push
+from tests.helpers import mutation
+
+pytestmark = pytest.mark.gen_test
+
+
+def push_request(group: str, *mutations: dict) -> object:
+    return parse_push({"clientGroupID": group, "mutations": list(mutations)})
+
+
+async def pull_body(store, space: str, group: str, cookie=None) -> dict:
+    return json.loads(await store.pull(space, parse_pull({"clientGroupID": group, "cookie": cookie})))
+
+
+@pytest.mark.parametrize("group_commit,versions", [(True, 1), (False, 20)])
+async def test_group_commit_applies_queued_pushes_together(store, group_commit, versions):
+    store.group_commit = group_commit
+    space = await store.create_space()
+    # All 20 are queued before the space's runner first looks at the queue.
+    results = await asyncio.gather(
+        *(store.push(space, push_request(f"g{i}", mutation(1, f"c{i}"))) for i in range(20))
+    )
+    assert results == [{}] * 20
+    assert await store.space_version(space) == versions
+    body = await pull_body(store, space, "g0")
+    assert body["patch"] == [{"op": "put", "key": "count", "value": 20}]
+
+
+async def test_refused_push_in_a_batch_leaves_the_others(store):
+    space = await store.create_space()
+    await store.push(space, push_request("owner", mutation(1, "taken")))
+    results = await asyncio.gather(
+        store.push(space, push_request("a", mutation(1, "ca", args=10))),
+        store.push(space, push_request("thief", mutation(1, "cb", args=100), mutation(2, "taken", args=100))),
+        store.push(space, push_request("c", mutation(1, "cc", args=1000))),
+        return_exceptions=True,
+    )
+    assert results[0] == {} and results[2] == {}
+    assert isinstance(results[1], RequestError) and results[1].status == 400
+    body = await pull_body(store, space, "thief")
+    assert body["lastMutationIDChanges"] == {}
+    assert body["patch"] == [{"op": "put", "key": "count", "value": 1011}]
+
+
+async def test_failed_mutator_in_a_batch_does_not_leak_into_the_next_push(store):
+    async def half_then_fail(tx, _):
+        await tx.put("count", -1)
+        raise ValueError("no")
+
+    store.mutators = {**store.mutators, "bad": half_then_fail}
+    space = await store.create_space()
+    await asyncio.gather(
+        store.push(space, push_request("a", mutation(1, "ca", args=5), mutation(2, "ca", "bad", None))),
+        store.push(space, push_request("b", mutation(1, "cb", args=1))),
+    )
+    body = await pull_body(store, space, "a")
+    assert body["patch"] == [{"op": "put", "key": "count", "value": 6}]
+    assert body["lastMutationIDChanges"] == {"ca": 2}
+
+
+async def test_commit_hook_runs_after_commit_and_only_on_change(store):
+    space = await store.create_space()
+    seen: list[tuple[str, int | None]] = []
+    checks: list[asyncio.Task] = []
+
+    def on_commit(space_id: str) -> None:
+        # What a poked client does: pull. It must already see the commit.
+        checks.append(asyncio.ensure_future(pull_body(store, space_id, "watcher")))
+        seen.append((space_id, None))
+
+    store.on_commit = on_commit
+    await store.push(space, push_request("g", mutation(1, "c", args=3)))
+    await store.push(space, push_request("g", mutation(1, "c", args=3)))  # a resend: no change
+    assert len(seen) == 1
+    body = await checks[0]
+    assert body["patch"] == [{"op": "put", "key": "count", "value": 3}]
+
+
+async def test_empty_push_binds_the_group_without_a_version(store):
+    a, b = await store.create_space(), await store.create_space()
+    assert await store.push(a, push_request("g")) == {}
+    assert await store.space_version(a) == 0
+    with pytest.raises(RequestError):
+        await store.push(b, push_request("g", mutation(1, "c")))
