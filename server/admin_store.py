@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -47,9 +47,9 @@ def check_offset(raw: str | None) -> int:
 def _time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") + (
-        "" if value.tzinfo else "Z"  # pymongo returns naive UTC datetimes by default
-    )
+    if value.tzinfo is None:  # pymongo returns naive UTC datetimes by default
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AdminStore:
