@@ -10,8 +10,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from playwright.async_api import async_playwright, expect
 from tornado.httpclient import HTTPResponse
+from tornado.web import create_signed_value
 
+from server.handlers.admin import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
 from tests.helpers import mutation, uid
@@ -255,10 +258,6 @@ async def test_login_cookie(settings, http_client, base_url):
 
 @pytest.mark.parametrize("settings", [{"admin_token": "another-token-entirely-1234"}], indirect=True)
 async def test_cookie_from_another_token_is_refused(settings, http_client, base_url):
-    from tornado.web import create_signed_value
-
-    from server.handlers.admin import COOKIE, cookie_secret
-
     # Signed correctly for this server's secret but carrying another token's fingerprint.
     forged = create_signed_value(cookie_secret(settings.admin_token, ""), COOKIE, "0" * 64).decode()
     status, _, _ = await call(
@@ -270,8 +269,6 @@ async def test_cookie_from_another_token_is_refused(settings, http_client, base_
 @pytest.mark.parametrize("settings", ADMIN, indirect=True)
 @pytest.mark.gen_test(timeout=120)
 async def test_admin_page_in_chromium(settings, api, base_url):
-    from playwright.async_api import async_playwright, expect
-
     executable = shutil.which("chromium")
     assert executable, "Debian chromium is required (apt-get install -y chromium)"
     space = await api.create_space(uid("demo-"))
