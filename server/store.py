@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne, WriteConcern
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from server import metrics
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
 GROUP_CACHE_SIZE = 100_000
+WRITE_CONFLICT = 112  # MongoDB error code
 
 
 def space_not_found(space_id: str) -> RequestError:
@@ -225,8 +226,8 @@ class Store:
                 metrics.transaction_retry()
             try:
                 result = await callback(session)
-            except PyMongoError as e:
-                if e.has_error_label("TransientTransactionError"):
+            except OperationFailure as e:
+                if e.code == WRITE_CONFLICT:
                     metrics.transaction_conflict()
                 raise
 

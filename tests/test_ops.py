@@ -166,23 +166,38 @@ async def test_readyz_follows_the_database(tmp_path):
     """Its own database (not the session one), stopped and started on the same port."""
     db = EmbeddedMongo(str(tmp_path / "data"))
     uri = await asyncio.to_thread(db.start)
-    client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=1000)
     hub = PokeHub()
     store = Store(client, "readyz", on_commit=hub.poke)
     sock, port = tornado.testing.bind_unused_port()
     server = tornado.httpserver.HTTPServer(make_app(Settings(ready_timeout=0.5), store, hub))
     server.add_sockets([sock])
     http = AsyncHTTPClient()
-    url = f"http://127.0.0.1:{port}/readyz"
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/readyz"
     try:
         r = await http.fetch(url, raise_error=False)
         assert r.code == 200, r.body
+        await store.create_space("s")
         await asyncio.to_thread(db.stop)
+        before = await scrape(http, base)
         r = await http.fetch(url, raise_error=False)
         assert r.code == 503
         assert r.headers["Content-Type"].startswith("application/json")
         assert json.loads(r.body)["error"] == "DatabaseUnavailable"
-        assert (await http.fetch(f"http://127.0.0.1:{port}/healthz")).code == 200  # alive all along
+        r = await http.fetch(
+            f"{base}/api/replicache/spaceExists",
+            method="POST",
+            body=json.dumps({"spaceID": "s"}),
+            headers={"Content-Type": "application/json"},
+            raise_error=False,
+        )
+        assert r.code == 503 and json.loads(r.body)["error"] == "DatabaseUnavailable"
+        after = await scrape(http, base)
+        errors = "replicache_database_errors_total"
+        assert delta(after, before, errors, type="TimeoutError") == 1  # the readiness ping
+        assert delta(after, before, errors, type="ServerSelectionTimeoutError") == 1  # the request
+        assert (await http.fetch(f"{base}/healthz")).code == 200  # alive all along
         await asyncio.to_thread(db.start, 60.0, db.port)
         # The driver reconnects on its own schedule: poll with a deadline.
         deadline = time.monotonic() + 30
@@ -194,6 +209,12 @@ async def test_readyz_follows_the_database(tmp_path):
         server.stop()
         await client.close()
         await asyncio.to_thread(db.stop)
+
+
+async def test_readyz_during_shutdown(hub, http_client, base_url):
+    hub.close_all()  # what a graceful stop does first
+    r = await http_client.fetch(base_url + "/readyz", raise_error=False)
+    assert r.code == 503 and json.loads(r.body)["error"] == "ShuttingDown"
 
 
 def _access_lines(caplog) -> list[str]:

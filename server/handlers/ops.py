@@ -24,7 +24,8 @@ class ReadyzHandler(JSONHandler):
             return
         try:
             await asyncio.wait_for(self.store.db.command("ping"), timeout=self.config.ready_timeout)
-        except TimeoutError:
+        except TimeoutError as e:
+            metrics.database_error(e)
             self._unready("DatabaseUnavailable", f"no database ping within {self.config.ready_timeout:g}s")
             return
         except Exception as e:  # any failure to ping means not ready
