@@ -95,6 +95,21 @@ async def test_api_refuses_without_the_token(settings, http_client, base_url):
 
 
 @pytest.mark.parametrize("settings", ADMIN, indirect=True)
+async def test_guessing_is_cut_short(settings, http_client, base_url):
+    for i in range(20):
+        status, _, _ = await call(
+            http_client, base_url, "GET", "/admin/api/spaces", headers={"Authorization": f"Bearer guess{i}"}
+        )
+        assert status == 401
+    status, body, _ = await call(http_client, base_url, "GET", "/admin/api/spaces")  # even the right one
+    assert status == 429 and body["error"] == "TooManyAttempts"
+    r = await http_client.fetch(
+        base_url + "/admin/login", method="POST", body=f"token={quote(TOKEN)}", raise_error=False
+    )
+    assert r.code == 429 and "Set-Cookie" not in r.headers
+
+
+@pytest.mark.parametrize("settings", ADMIN, indirect=True)
 async def test_spaces_list_counts_search_and_paging(settings, api, http_client, base_url):
     prefix = uid("adm-")
     ids = [await api.create_space(f"{prefix}-{i}") for i in range(5)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,11 @@ import tornado.web
 from tornado.web import create_signed_value, decode_signed_value
 
 from server.admin_store import AdminStore, check_limit, check_offset, check_search
+from server.config import Settings
 from server.handlers.base import JSONHandler
+from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id
+from server.store import Store
 
 COOKIE = "replicache_admin"
 COOKIE_DAYS = 1
@@ -34,6 +39,33 @@ PAGE_CSP = (
 )
 
 
+class FailedAttempts:
+    """Wrong tokens per client address: after `limit` within `window` seconds, every
+    attempt from there is refused (429) until the window passes. Bounds guessing."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0, addresses: int = 10_000) -> None:
+        self.limit, self.window, self.addresses = limit, window, addresses
+        self._seen: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> list[float]:
+        cutoff = time.monotonic() - self.window
+        times = [t for t in self._seen.get(address, []) if t > cutoff]
+        if times:
+            self._seen[address] = times
+        else:
+            self._seen.pop(address, None)
+        return times
+
+    def blocked(self, address: str) -> bool:
+        return len(self._recent(address)) >= self.limit
+
+    def failed(self, address: str) -> None:
+        self._seen[address] = [*self._recent(address), time.monotonic()]
+        self._seen.move_to_end(address)
+        if len(self._seen) > self.addresses:
+            self._seen.popitem(last=False)
+
+
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
@@ -44,6 +76,12 @@ def cookie_secret(token: str, configured: str) -> str:
 
 class AdminHandler(JSONHandler):
     """Authentication and no CORS: the inspector is same-origin only."""
+
+    def initialize(  # type: ignore[override]
+        self, store: Store, hub: PokeHub, config: Settings, attempts: FailedAttempts
+    ) -> None:
+        super().initialize(store, hub, config)
+        self.attempts = attempts
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -59,8 +97,14 @@ class AdminHandler(JSONHandler):
         return AdminStore(self.store, self.hub)
 
     def _token_ok(self, given: str) -> bool:
+        address = self.request.remote_ip or ""
+        if self.attempts.blocked(address):
+            raise RequestError(429, "TooManyAttempts", "too many wrong tokens; wait a minute")
         # Hash both sides: compare_digest is constant-time only for equal lengths.
-        return hmac.compare_digest(_digest(given), _digest(self.config.admin_token))
+        if hmac.compare_digest(_digest(given), _digest(self.config.admin_token)):
+            return True
+        self.attempts.failed(address)
+        return False
 
     def _secret(self) -> str:
         return cookie_secret(self.config.admin_token, self.config.cookie_secret)
@@ -255,6 +299,7 @@ def _dumps(value: Any, limit: int = 300) -> str:
 
 
 def admin_routes(deps: dict[str, Any]) -> list[Any]:
+    deps = {**deps, "attempts": FailedAttempts()}
     space = r"([^/]+)"
     return [
         (r"/admin/?", SpacesPage, deps),
