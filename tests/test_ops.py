@@ -23,6 +23,7 @@ from server.embedded import EmbeddedMongo
 from server.pokes import PokeHub
 from server.store import Store
 from tests.helpers import mutation, uid
+from tests.live import LiveServer
 from tests.sse_client import SSEStream
 
 pytestmark = pytest.mark.gen_test
@@ -266,3 +267,24 @@ async def test_logfmt_access_log(api, caplog):
     assert fields["method"] == "POST" and fields["status"] == "400"
     assert fields["requestID"] == nasty and fields["space"] == "bad id"
     assert fields["error"] == "InvalidSpaceID" and "message" in fields
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_server_process_writes_bare_json_lines(tmp_path):
+    """python -m server: each access line alone on stderr, parseable whole."""
+    server = LiveServer("--log-format", "json", data_dir=tmp_path)
+    await asyncio.to_thread(server.start)
+    try:
+        r = await AsyncHTTPClient().fetch(
+            server.url + "/healthz", headers={"X-Replicache-RequestID": "live-1"}
+        )
+        assert r.code == 200
+        deadline = time.monotonic() + 10  # the output is read by a thread: poll
+        while not any('"requestID":"live-1"' in line for line in server.output):
+            assert time.monotonic() < deadline, server.output
+            await asyncio.sleep(0.05)
+        [line] = [line for line in server.output if '"requestID":"live-1"' in line]
+        fields = json.loads(line)
+        assert fields["path"] == "/healthz" and fields["status"] == 200
+    finally:
+        await asyncio.to_thread(server.stop)
