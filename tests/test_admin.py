@@ -325,6 +325,11 @@ async def test_admin_page_in_chromium(settings, api, base_url):
             await page.click("#delete-space")
             await page.wait_for_url(base_url + "/admin")
             await expect(page.locator(f'tr[data-space="{space}"]')).to_have_count(0)
+            made = uid("made-")
+            await page.fill("input[name=spaceID]", made)
+            await page.click("#create-space button")
+            await page.wait_for_url(f"{base_url}/admin/space/{made}")
+            await expect(page.locator("#entry-count")).to_have_text("0")
             unexpected = [e for e in errors if not e.startswith(UNAUTHORIZED_PAGE)]
             assert unexpected == [], "\n".join(unexpected)  # no script errors, no CSP violations
         finally:

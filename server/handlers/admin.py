@@ -114,7 +114,7 @@ class AdminHandler(JSONHandler):
         return hashlib.sha256(b"cookie:" + self.config.admin_token.encode()).hexdigest()
 
     def auth_method(self) -> str | None:
-        """ "bearer", "cookie" or None (not authenticated)."""
+        """Which credential checks out: "bearer", "cookie", or None."""
         header = self.request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
