@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
+from server.logs import setup_access_log
 from server.pokes import PokeHub
 from server.store import Store
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    setup_access_log()
     embedded = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)

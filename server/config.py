@@ -33,6 +33,12 @@ class Settings:
     )
     heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
+    log_format: str = _opt("logfmt", "LOG_FORMAT", "access log line format: logfmt or json")
+    ready_timeout: float = _opt(1.0, "READY_TIMEOUT", "seconds /readyz waits for a database ping")
+    admin_token: str = _opt("", "ADMIN_TOKEN", "enables /admin; its bearer token and login password")
+    cookie_secret: str = _opt(
+        "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)"
+    )
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:

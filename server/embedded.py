@@ -61,8 +61,9 @@ class EmbeddedMongo:
         self.port = 0
         self.uri = ""
 
-    def start(self, timeout: float = 60.0) -> str:
-        self.port = port = _free_port(self.host)
+    def start(self, timeout: float = 60.0, port: int | None = None) -> str:
+        """port: reuse a known one (a restart that clients reconnect to); default a free one."""
+        self.port = port = port or _free_port(self.host)
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from tornado.locks import Condition
 
+from server import metrics
+
 POKE = b"data: poke\n\n"
 BEAT = b"data: beat\n\n"
 
@@ -43,6 +45,7 @@ class PokeHub:
         if channel is not None:
             channel.seq += 1
             channel.cond.notify_all()
+            metrics.pokes_sent(channel.listeners)
 
     @contextmanager
     def listen(self, space_id: str) -> Iterator[SpaceChannel]:

@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne, WriteConcern
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
+from server import metrics
 from server.mutators import MUTATORS, Mutator
 from server.protocol import (
     CLIENT_STATE_NOT_FOUND,
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
 GROUP_CACHE_SIZE = 100_000
+WRITE_CONFLICT = 112  # MongoDB error code
 
 
 def space_not_found(space_id: str) -> RequestError:
@@ -159,6 +161,7 @@ class _Batch:
     clients: dict[str, dict[str, Any]]
     new_groups: set[str] = field(default_factory=set)
     changed_clients: set[str] = field(default_factory=set)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (mutator, outcome) for metrics
 
 
 @dataclass
@@ -214,10 +217,19 @@ class Store:
     async def _transaction(self, callback: Callable[[Any], Any]) -> Any:
         """Run callback(session) in a transaction, retried on transient errors."""
         result = None
+        runs = 0  # across with_transaction's own retries and ours below
 
         async def run(session: Any) -> None:
-            nonlocal result
-            result = await callback(session)
+            nonlocal result, runs
+            runs += 1
+            if runs > 1:
+                metrics.transaction_retry()
+            try:
+                result = await callback(session)
+            except OperationFailure as e:
+                if e.code == WRITE_CONFLICT:
+                    metrics.transaction_conflict()
+                raise
 
         for attempt in range(3):
             try:
@@ -228,6 +240,7 @@ class Store:
                 return result
             except DuplicateKeyError:
                 # Two transactions created the same group or client; the retry sees it.
+                metrics.transaction_conflict()
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -273,9 +286,10 @@ class Store:
                 batch, queue[:take] = queue[:take], []
                 requests = [q.request for q in batch]
                 try:
-                    results, version = await self._transaction(
+                    results, version, outcomes = await self._transaction(
                         lambda s, requests=requests: self._apply(space_id, requests, s)
                     )
+                    metrics.batch_committed(len(batch), outcomes, self.mutators)
                 except Exception as e:  # every push of the batch gets the same error
                     results, version = [e] * len(batch), None
                 if version is not None:
@@ -295,7 +309,7 @@ class Store:
 
     async def _apply(
         self, space_id: str, requests: list[PushRequest], s: Any
-    ) -> tuple[list[Any], int | None]:
+    ) -> tuple[list[Any], int | None, list[tuple[str, str]]]:
         space = await self.spaces.find_one({"_id": space_id}, {"version": 1}, session=s)
         if space is None:
             raise space_not_found(space_id)
@@ -322,7 +336,7 @@ class Store:
             )
         entry_ops = batch.entries.operations(batch.version)
         if not entry_ops and not batch.changed_clients:
-            return results, None  # nothing changed: the version stays
+            return results, None, batch.outcomes  # nothing changed: the version stays
         if entry_ops:
             await self.entries.bulk_write(entry_ops, ordered=True, session=s)
         await self.clients.bulk_write(
@@ -333,6 +347,7 @@ class Store:
                         "$set": {
                             "lastMutationID": batch.clients[cid]["lastMutationID"],
                             "version": batch.version,
+                            "lastSeen": _now(),
                         },
                         "$setOnInsert": {
                             "clientGroupID": batch.clients[cid]["clientGroupID"],
@@ -353,7 +368,7 @@ class Store:
         )
         if updated.matched_count != 1:
             raise RuntimeError(f"space {space_id} version moved inside a transaction")
-        return results, batch.version
+        return results, batch.version, batch.outcomes
 
     async def _apply_push(self, batch: _Batch, request: PushRequest) -> dict[str, Any]:
         group_id = request.client_group_id
@@ -381,9 +396,11 @@ class Store:
             )
             last = client["lastMutationID"]
             if m.client_id in stopped or m.id <= last:
+                batch.outcomes.append((m.name, "skipped"))
                 continue
             if m.id > last + 1:  # a gap: nothing of this client applies past it
                 stopped.add(m.client_id)
+                batch.outcomes.append((m.name, "skipped"))
                 continue
             await self._run_mutator(batch, m)
             client["lastMutationID"] = m.id
@@ -410,8 +427,10 @@ class Store:
                 m.name,
                 e,
             )
+            batch.outcomes.append((m.name, "failed"))
             return
         batch.entries.write(tx.writes)
+        batch.outcomes.append((m.name, "applied"))
 
     # ---- pull
 

@@ -8,8 +8,9 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado.web
-from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
+from server import metrics
 from server.config import Settings
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id, parse_json
@@ -54,7 +55,8 @@ class JSONHandler(tornado.web.RequestHandler):
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise bad("Content-Type must be application/json", "UnsupportedContentType")
-        return parse_json(body)
+        self.parsed_body = parse_json(body)  # read by the access log (clientGroupID)
+        return self.parsed_body
 
     def write_json(self, value: Any) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -73,6 +75,9 @@ class JSONHandler(tornado.web.RequestHandler):
             body = {"error": reason.replace(" ", ""), "message": error.log_message or reason}
         else:
             body = {"error": "InternalError", "message": "internal server error"}
+        if isinstance(error, PyMongoError):
+            metrics.database_error(error)
+        self.error_body = body  # read by the access log
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body))
 

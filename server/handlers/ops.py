@@ -1,0 +1,49 @@
+"""GET /healthz (liveness), /readyz (database answers a ping), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
+
+from server import metrics
+from server.handlers.base import JSONHandler
+
+
+class HealthzHandler(JSONHandler):
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class ReadyzHandler(JSONHandler):
+    async def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        if self.hub.closing:
+            self._unready("ShuttingDown", "the server is shutting down")
+            return
+        try:
+            await asyncio.wait_for(self.store.db.command("ping"), timeout=self.config.ready_timeout)
+        except TimeoutError as e:
+            metrics.database_error(e)
+            self._unready("DatabaseUnavailable", f"no database ping within {self.config.ready_timeout:g}s")
+            return
+        except Exception as e:  # any failure to ping means not ready
+            metrics.database_error(e)
+            self._unready("DatabaseUnavailable", f"database ping failed: {type(e).__name__}")
+            return
+        self.write_json({"status": "ready"})
+
+    def _unready(self, error: str, message: str) -> None:
+        self.error_body = {"error": error, "message": message}
+        self.set_status(503)
+        self.write_json(self.error_body)
+
+
+class MetricsHandler(JSONHandler):
+    def get(self) -> None:
+        # Prometheus text 0.0.4 by default; OpenMetrics when the scraper asks for it.
+        encode, content_type = choose_encoder(self.request.headers.get("Accept", ""))
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(encode(REGISTRY))
