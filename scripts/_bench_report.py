@@ -127,3 +127,51 @@ def plot(results: dict[str, Any], samples: dict[str, dict[str, list[float]]], pa
 
 def _mb(kb: float | None) -> float | None:
     return None if kb is None else kb / 1024
+
+
+# The issue's targets: (label, path into the results, comparison, bound).
+TARGETS: list[tuple[str, tuple[str, ...], str, float]] = [
+    ("push-contention 1 space: non-200", ("push-contention", "one-space", "non_200"), "<=", 0),
+    ("push-contention 1 space: pushes/s", ("push-contention", "one-space", "rate_per_s"), ">=", 800),
+    ("group commit speedup (1 space)", ("push-contention", "group_commit_speedup"), ">=", 5),
+    ("push-single p50 ms", ("push-single", "p50_ms"), "<=", 5),
+    ("pull unchanged cookie p50 ms", ("pull", "unchanged", "p50_ms"), "<=", 2),
+    ("fan-out 1000 listeners p99 ms", ("fan-out", "1000", "p99_ms"), "<=", 50),
+    ("fan-out 5000 listeners p99 ms", ("fan-out", "5000", "p99_ms"), "<=", 250),
+    ("idle-capacity KB per listener", ("idle-capacity", "rss_per_listener_kb"), "<=", 16),
+    ("idle-capacity RSS after close / baseline", ("idle-capacity", "rss_after_vs_baseline"), "<=", 1.10),
+    ("connect-burst resets", ("connect-burst", "reset"), "<=", 0),
+]
+
+
+def _get(results: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(results, dict) or part not in results:
+            return None
+        results = results[part]
+    return results
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def targets(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per target: the median over the runs that measured it, and whether it is met.
+    The idle and burst targets are about 10,000 listeners; smaller runs are marked."""
+    lines = [f"{'target':44}{'median':>10}  {'runs':>4}  {'bound':>9}  result"]
+    for label, path, op, bound in TARGETS:
+        values = [v for v in (_get(r, path) for r in runs) if isinstance(v, int | float)]
+        if not values:
+            lines.append(f"{label:44}{'-':>10}  {0:>4}  {op} {bound:<6}  not measured")
+            continue
+        value = _median([float(v) for v in values])
+        met = value <= bound if op == "<=" else value >= bound
+        note = "met" if met else "NOT MET"
+        sizes = {_get(r, (path[0], "listeners")) for r in runs} - {None}
+        if path[0] in ("idle-capacity", "connect-burst") and sizes and max(sizes) < 10_000:
+            note += f" (at {max(sizes)} listeners, not 10000)"
+        lines.append(f"{label:44}{value:>10.2f}  {len(values):>4}  {op} {bound:<6}  {note}")
+    return lines

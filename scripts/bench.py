@@ -587,6 +587,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write every result to this JSON file")
     out.add_argument("--plot", metavar="PNG", help="draw latency distributions and bars (matplotlib)")
+    out.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: print the medians of these --json files against the targets",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
@@ -690,9 +696,15 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        runs = [json.loads(Path(p).read_text()) for p in args.summarize]
+        print("\n".join(report.targets(runs)))
+        return 0
     sizes = sizes_from(args)
     check_open_files(sizes, args.procs)
     b = asyncio.run(run(args, sizes))
+    print()
+    print("\n".join(report.targets([b.results])))
     if args.json:
         Path(args.json).write_text(json.dumps(b.results, indent=2) + "\n")
         print(f"results: {args.json}")

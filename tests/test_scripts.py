@@ -159,3 +159,11 @@ def test_bench_quick_runs_every_scenario(tmp_path):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in ("push-single", "pull (unchanged cookie)", "fan-out (50 listeners)", "connect-burst"):
         assert row in run.stdout
+    assert "push-single p50 ms" in run.stdout  # the targets table
+
+    summary = run_sync(BENCH, "--summarize", str(out_json), str(out_json))
+    assert summary.returncode == 0, summary.stderr
+    p50 = results["push-single"]["p50_ms"]
+    line = next(x for x in summary.stdout.splitlines() if x.startswith("push-single p50 ms"))
+    assert f"{p50:.2f}" in line and "    2  " in line
+    assert "fan-out 1000 listeners p99 ms" in summary.stdout  # a quick run has no L=1000: not measured
