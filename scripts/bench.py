@@ -141,6 +141,19 @@ def rss_kb(pid: int | None) -> int | None:
     return None
 
 
+def open_fds(pid: int | None) -> int | None:
+    return None if pid is None else len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def fds_back_to(pid: int | None, target: int | None, timeout: float = 30.0) -> None:
+    """Poll (bounded) until the server holds no more than `target` (+10) file descriptors."""
+    deadline = time.monotonic() + timeout
+    while pid is not None and target is not None and time.monotonic() < deadline:
+        if (open_fds(pid) or 0) <= target + 10:
+            return
+        await asyncio.sleep(0.2)
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -442,14 +455,16 @@ async def idle_capacity(b: Bench) -> dict[str, Any]:
     await b.listen(space, min(20, n), 20)
     await b.close_listeners()
     await settle(b.pid)
-    base = rss_kb(b.pid)
+    base, base_fds = rss_kb(b.pid), open_fds(b.pid)
     opened = await b.listen(space, n, 200)
     await settle(b.pid)
-    at_open = rss_kb(b.pid)
+    at_open, open_fds_count = rss_kb(b.pid), open_fds(b.pid)
     ok = opened["counts"].get("ok", 0)
     lost = await b.close_listeners()
+    # Wait until the server let go of the connections (its database pool may have grown).
+    await fds_back_to(b.pid, None if open_fds_count is None else open_fds_count - ok)
     await settle(b.pid)
-    after = rss_kb(b.pid)
+    after, after_fds = rss_kb(b.pid), open_fds(b.pid)
     per = None if base is None or at_open is None or not ok else round((at_open - base) / ok, 2)
     result = {
         "listeners": n,
@@ -460,6 +475,7 @@ async def idle_capacity(b: Bench) -> dict[str, Any]:
         "rss_per_listener_kb": per,
         "rss_after_kb": after,
         "rss_after_vs_baseline": None if base is None or after is None else round(after / base, 3),
+        "server_fds": {"baseline": base_fds, "open": open_fds_count, "after": after_fds},
     }
     notes = f"{ok}/{n} open in {opened['seconds']}s; "
     if base is None:
@@ -467,7 +483,8 @@ async def idle_capacity(b: Bench) -> dict[str, Any]:
     else:
         notes += (
             f"RSS {base / 1024:.0f} MB -> {at_open / 1024:.0f} MB ({per} KB/listener)"
-            f" -> {after / 1024:.0f} MB after close ({result['rss_after_vs_baseline']}x baseline)"
+            f" -> {after / 1024:.0f} MB after close ({result['rss_after_vs_baseline']}x baseline);"
+            f" server fds {base_fds} -> {open_fds_count} -> {after_fds}"
         )
     b.emit(f"idle-capacity ({n} listeners)", {"n": ok}, notes)
     return result
