@@ -11,6 +11,7 @@ embedded database in a temporary directory, plus a second one with
                    on ONE space, on C spaces, and on one space without group commit:
                    accepted pushes/s, latency, non-200 count
   idle-capacity    L idle SSE listeners: server RSS per listener, and after they close
+                   (on a fresh server: memory of closed connections is kept and reused)
   fan-out          L SSE listeners on one space, then pushes: push start to poke arrival
   connect-burst    L SSE connections opened at once: how many succeeded, were reset
 
