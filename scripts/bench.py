@@ -398,7 +398,7 @@ async def contention(b: Bench, url: str, spaces: int, label: str) -> dict[str, A
         "spaces": spaces,
         "seconds": b.sizes.seconds,
         "accepted": accepted,
-        "rate_per_s": round(accepted / b.sizes.seconds, 1),
+        "rate_per_s": round(sum(r["in_window"] for r in replies) / b.sizes.seconds, 1),
         "non_200": sum(statuses.values()) + sum(errors.values()),
         "non_200_detail": {**statuses, **errors},
         "count_matches_accepted": counted == accepted,
