@@ -9,7 +9,7 @@ ARGS ?=
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[embedded,test]'
+	$(PY) -m pip install -q -e '.[embedded,test,bench]'
 	touch $@
 
 install: $(STAMP)
