@@ -484,6 +484,10 @@ class Store:
     def forget_space(self, space_id: str) -> None:
         self._versions.pop(space_id, None)
 
+    def known_version(self, space_id: str) -> int | None:
+        """The newest committed version of the space this process knows of, if any."""
+        return self._versions.get(space_id)
+
     def note_version(self, space_id: str, version: int) -> None:
         """A commit seen on the change stream, maybe made by another process."""
         self._note_version(space_id, version)

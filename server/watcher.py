@@ -2,8 +2,9 @@
 
 Every push commit bumps its space document's version, so the stream carries one event per
 commit made by any process on the database. The watcher notes the version in the store's
-cache (the pull fast path) and pokes the local listeners of that space. Local commits also
-poke directly (lower latency); a listener may get a duplicate, never a missed poke.
+cache (the pull fast path) and pokes the local listeners of that space. Local commits poke
+directly (lower latency) through the watcher, which remembers the version it poked for and
+skips the event of that commit: a listener gets one poke per commit, never a missed one.
 
 Resume: the watcher keeps the stream's resume token. On a network error or an election it
 reopens the stream from the token, so no commit is missed. When the database refuses the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -45,6 +47,7 @@ PIPELINE: list[dict[str, Any]] = [
 ]
 MAX_AWAIT_MS = 1000  # an idle getMore returns after this; events return at once
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between reopen attempts (doubling)
+POKED_MEMORY = 10_000  # spaces whose last poked version is kept (forgetting one costs a duplicate)
 
 
 def pull_cache_safe(processes: int, watching: bool) -> bool:
@@ -78,7 +81,10 @@ class Watcher:
         self._stream: Any = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
+        # space -> a version its local listeners were poked after (all up to it committed)
+        self._poked: OrderedDict[str, int] = OrderedDict()
         store.versions_live = False  # until a stream is open
+        store.on_commit = self.local_commit  # local commits poke through here
 
     async def open(self) -> None:
         """Open the stream: from the resume token when there is one, else afresh."""
@@ -101,7 +107,7 @@ class Watcher:
         self.store.versions_live = True
         spaces = self.hub.space_ids()
         for space_id in spaces:
-            self.hub.poke(space_id)
+            self._poke(space_id, None)
         if self._opened:
             log.warning("change stream opened afresh; poked %d spaces with listeners", len(spaces))
         self._opened = True
@@ -149,15 +155,36 @@ class Watcher:
         kind = change.get("operationType")
         if kind == "delete":
             self.store.forget_space(space_id)
+            self._poke(space_id, None)
+            return
+        if kind == "update":
+            version = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("version")
         else:
-            if kind == "update":
-                version = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("version")
-            else:
-                version = (change.get("fullDocument") or {}).get("version")
-            if not isinstance(version, int):
-                return  # a change that is not a commit
-            self.store.note_version(space_id, version)
+            version = (change.get("fullDocument") or {}).get("version")
+        if not isinstance(version, int):
+            return  # a change that is not a commit
+        self.store.note_version(space_id, version)
+        if kind == "insert":
+            return  # a new space: nothing to pull yet
+        if self._poked.get(space_id, -1) < version:  # else a local commit's poke came after it
+            self._poke(space_id, version)
+
+    def local_commit(self, space_id: str) -> None:
+        """The store's commit hook: poke at once, unless the commit's event came first."""
+        version = self.store.known_version(space_id)
+        if version is None or self._poked.get(space_id, -1) < version:
+            self._poke(space_id, version)
+
+    def _poke(self, space_id: str, version: int | None) -> None:
+        if self.hub.listener_count(space_id) == 0:
+            self._poked.pop(space_id, None)
+            return
         self.hub.poke(space_id)
+        if version is not None:
+            self._poked[space_id] = max(version, self._poked.get(space_id, version))
+            self._poked.move_to_end(space_id)
+            if len(self._poked) > POKED_MEMORY:
+                self._poked.popitem(last=False)
 
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None

@@ -19,49 +19,9 @@ from server.store import Store
 from server.watcher import Watcher
 from tests.helpers import Api, mutation, uid
 from tests.live import LiveServer
+from tests.sse import listen
 
 pytestmark = pytest.mark.gen_test(timeout=120)
-
-
-class Listener:
-    """A Server-Sent Events client: each frame's data ("hello", "poke", "beat") is queued."""
-
-    def __init__(self, url: str, space: str) -> None:
-        self.frames: asyncio.Queue[str] = asyncio.Queue()
-        self._buffer = b""
-        self._http = AsyncHTTPClient(force_instance=True)
-        self.done = self._http.fetch(
-            f"{url}/api/replicache/poke?spaceID={space}",
-            streaming_callback=self._on_chunk,
-            request_timeout=3600,
-            raise_error=False,
-        )
-
-    def _on_chunk(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        while b"\n\n" in self._buffer:
-            frame, self._buffer = self._buffer.split(b"\n\n", 1)
-            for line in frame.split(b"\n"):
-                if line.startswith(b"data: "):
-                    self.frames.put_nowait(line[6:].decode())
-
-    async def next(self, timeout: float) -> str:
-        return await asyncio.wait_for(self.frames.get(), timeout)
-
-    async def poke(self, timeout: float) -> None:
-        """Wait for the next poke, skipping heartbeats."""
-        async with asyncio.timeout(timeout):
-            while await self.frames.get() != "poke":
-                pass
-
-    def close(self) -> None:
-        self._http.close()
-
-
-async def listen(url: str, space: str) -> Listener:
-    listener = Listener(url, space)
-    assert await listener.next(10) == "hello"  # registered with the hub
-    return listener
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +144,21 @@ async def test_refused_resume_token_pokes_every_listened_space(api, store, hub, 
         assert after["patch"] == [{"op": "put", "key": "count", "value": 5}]  # not a stale answer
     finally:
         await watcher.close()
+
+
+async def test_a_local_commit_pokes_once(api, store, hub):
+    """The local commit pokes at once; its change event, arriving later, does not poke again."""
+    watcher = Watcher(store, hub)
+    space = await api.create_space()
+    with hub.listen(space) as channel:
+        assert (await api.push(space, "g", [mutation(1, "c")])).status == 200
+        assert channel.seq == 1
+        version = store.known_version(space)
+        event = {"operationType": "update", "documentKey": {"_id": space}}
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": version}}})
+        assert channel.seq == 1
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": version + 1}}})
+        assert channel.seq == 2  # another process's commit
 
 
 async def test_processes_2_serves_and_stops(tmp_path):
