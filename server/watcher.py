@@ -105,11 +105,14 @@ class Watcher:
         # Commits before this point were not seen: nothing cached holds, every listener pulls.
         self.store.forget_versions()
         self.store.versions_live = True
+        self._poked.clear()  # a space deleted and created again unseen restarts its versions
         spaces = self.hub.space_ids()
         for space_id in spaces:
             self._poke(space_id, None)
         if self._opened:
             log.warning("change stream opened afresh; poked %d spaces with listeners", len(spaces))
+        else:
+            log.info("change stream opened on %s", collection.full_name)
         self._opened = True
 
     def start(self) -> None:
@@ -138,12 +141,17 @@ class Watcher:
                 log.warning("change stream invalidated; starting afresh")
                 self.token = None
                 await self._close_stream()
-            except PyMongoError as e:
+            except Exception as e:  # not only PyMongoError: the watcher must not die
                 if self._stream is not None:
                     self.token = self._stream.resume_token
                 self.store.versions_live = False
                 await self._close_stream()
-                log.warning("change stream interrupted (%s); reopening in %.1f s", e, delay)
+                log.warning(
+                    "change stream interrupted (%s); reopening in %.1f s",
+                    e,
+                    delay,
+                    exc_info=not isinstance(e, PyMongoError),
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
@@ -153,6 +161,8 @@ class Watcher:
         if not isinstance(space_id, str):
             return
         kind = change.get("operationType")
+        if kind in ("insert", "delete"):  # a space's versions (re)start
+            self._poked.pop(space_id, None)
         if kind == "delete":
             self.store.forget_space(space_id)
             self._poke(space_id, None)

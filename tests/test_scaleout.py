@@ -146,8 +146,8 @@ async def test_refused_resume_token_pokes_every_listened_space(api, store, hub, 
         await watcher.close()
 
 
-async def test_a_local_commit_pokes_once(api, store, hub):
-    """The local commit pokes at once; its change event, arriving later, does not poke again."""
+async def test_one_poke_per_commit(api, store, hub):
+    """A local commit pokes at once; its change event, arriving later, does not poke again."""
     watcher = Watcher(store, hub)
     space = await api.create_space()
     with hub.listen(space) as channel:
@@ -159,6 +159,13 @@ async def test_a_local_commit_pokes_once(api, store, hub):
         assert channel.seq == 1
         watcher.apply({**event, "updateDescription": {"updatedFields": {"version": version + 1}}})
         assert channel.seq == 2  # another process's commit
+        # The space deleted and created again: its versions restart and still poke.
+        key = {"documentKey": {"_id": space}}
+        watcher.apply({"operationType": "delete", **key})
+        watcher.apply({"operationType": "insert", **key, "fullDocument": {"version": 0}})
+        assert channel.seq == 3
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": 1}}})
+        assert channel.seq == 4
 
 
 async def test_processes_2_serves_and_stops(tmp_path):
