@@ -9,14 +9,18 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import tornado.httpserver
+import tornado.process
 from pymongo import AsyncMongoClient
 
+from server import workers
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
 from server.logs import setup_access_log
 from server.pokes import PokeHub
 from server.store import Store
+from server.watcher import Watcher, pull_cache_safe
+from server.workers import Run, prepare
 
 log = logging.getLogger("server")
 
@@ -29,31 +33,42 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def serve(settings: Settings, uri: str, where: str) -> None:
+async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
+    """One process: its own client, store, hub and watcher on the shared sockets."""
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     hub = PokeHub()
     store = Store(
         client,
         settings.db_name,
         group_commit=settings.group_commit,
-        pull_cache=settings.pull_cache,
+        pull_cache=settings.pull_cache and pull_cache_safe(run.processes, run.watch),
         on_commit=hub.poke,
     )
     await store.init()
+    watcher = Watcher(store, hub) if run.watch else None
+    if watcher is not None:
+        await watcher.open()  # before serving: no commit after this point is missed
+        watcher.start()
     server = tornado.httpserver.HTTPServer(make_app(settings, store, hub), xheaders=True)
-    server.listen(settings.port, settings.host)
-    print(f"listening on http://{settings.host}:{settings.port} (database: {where})", flush=True)
+    server.add_sockets(run.sockets)
+    if tornado.process.task_id() in (None, 0):  # one line, however many processes
+        url = f"http://{settings.host}:{settings.port}"
+        print(f"listening on {url} (database: {where}{run.describe()})", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if run.parent_fd is not None:
+        workers.on_parent_exit(run.parent_fd, stop.set)
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
     hub.close_all()  # end SSE streams
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()
+    if watcher is not None:
+        await watcher.close()
     await client.close()
 
 
@@ -70,9 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         embedded = EmbeddedMongo(settings.data_dir)
         uri, where = embedded.start(), f"embedded at {embedded.data_dir}"
     try:
-        asyncio.run(serve(settings, uri, where))
+        run = prepare(settings, uri)
+        asyncio.run(serve(settings, uri, where, run))
     finally:
-        if embedded is not None:
+        if embedded is not None and not workers.is_worker():  # the parent owns the database
             embedded.stop()
 
 

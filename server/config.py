@@ -29,7 +29,7 @@ class Settings:
         True,
         "PULL_CACHE",
         "answer unchanged pulls from the space version known in memory"
-        " (safe only when this process is the database's only writer)",
+        " (kept right across processes by the change stream; see README Deployment)",
     )
     heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
@@ -39,6 +39,10 @@ class Settings:
     cookie_secret: str = _opt(
         "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)"
     )
+    processes: int = _opt(
+        1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"
+    )
+    backlog: int = _opt(1024, "BACKLOG", "listen queue length (connections waiting to be accepted)")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -62,6 +62,10 @@ class PokeHub:
             if channel.listeners == 0:
                 del self._spaces[space_id]
 
+    def space_ids(self) -> list[str]:
+        """Spaces that have listeners in this process."""
+        return list(self._spaces)
+
     def space_count(self) -> int:
         return len(self._spaces)
 

@@ -198,6 +198,11 @@ class Store:
         self._runners: dict[str, asyncio.Task[None]] = {}
         # Known current version of spaces this process has seen (pull fast path).
         self._versions: dict[str, int] = {}
+        # Cross-process commits reach _versions through server/watcher.py: while its change
+        # stream is down the fast path is off, and after a gap in it the epoch moves on so
+        # pulls begun before the gap do not note what they read.
+        self.versions_live = True
+        self._versions_epoch = 0
         # clientGroupID -> spaceID bindings already checked (bounded).
         self._group_space: OrderedDict[str, str] = OrderedDict()
 
@@ -439,13 +444,16 @@ class Store:
         cookie = request.cookie
         if (
             self.pull_cache
+            and self.versions_live
             and cookie is not None
             and self._versions.get(space_id) == cookie
             and self._group_space.get(group_id) == space_id
         ):
             return encode_pull_response(cookie, {}, [])
+        epoch = self._versions_epoch
         body, version = await self._transaction(lambda s: self._pull(space_id, group_id, cookie, s))
-        self._note_version(space_id, version)
+        if epoch == self._versions_epoch:
+            self._note_version(space_id, version)
         self._remember_group(group_id, space_id)
         return body
 
@@ -494,6 +502,19 @@ class Store:
 
     def forget_space(self, space_id: str) -> None:
         self._versions.pop(space_id, None)
+
+    def known_version(self, space_id: str) -> int | None:
+        """The newest committed version of the space this process knows of, if any."""
+        return self._versions.get(space_id)
+
+    def note_version(self, space_id: str, version: int) -> None:
+        """A commit seen on the change stream, maybe made by another process."""
+        self._note_version(space_id, version)
+
+    def forget_versions(self) -> None:
+        """The change stream missed commits: no known version can be trusted."""
+        self._versions.clear()
+        self._versions_epoch += 1
 
     def _remember_group(self, group_id: str, space_id: str) -> None:
         self._group_space[group_id] = space_id

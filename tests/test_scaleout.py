@@ -1,0 +1,222 @@
+"""Several server processes on one database: pokes across processes (change streams),
+exact counts under concurrent writers, watcher resume, --processes N."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from server.embedded import EmbeddedMongo
+from server.protocol import parse_push
+from server.store import Store
+from server.watcher import Watcher
+from tests.helpers import Api, mutation, uid
+from tests.live import LiveServer
+from tests.sse import listen
+
+pytestmark = pytest.mark.gen_test(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pair(mongo_uri) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Processes A and B: separate servers on one database."""
+    db_flags = ("--db-name", uid("scaleout_"))
+    with LiveServer(*db_flags, mongodb_uri=mongo_uri) as a, LiveServer(*db_flags, mongodb_uri=mongo_uri) as b:
+        yield a, b
+
+
+async def test_push_through_b_pokes_listener_on_a(pair):
+    a, b = pair
+    api_a, api_b = Api(AsyncHTTPClient(), a.url), Api(AsyncHTTPClient(), b.url)
+    space = await api_a.create_space()
+    await api_b.push(space, "writer", [mutation(1, "w1", args=4)])
+    # A pulls first, so its fast path knows this version: it must not answer from it later.
+    before = (await api_a.pull(space, "reader")).body
+    assert before["patch"] == [{"op": "put", "key": "count", "value": 4}]
+    listener = await listen(a.url, space)
+    try:
+        r = await api_b.push(space, "writer", [mutation(2, "w1", args=3)])
+        assert r.status == 200
+        await listener.poke(timeout=1.0)
+        after = (await api_a.pull(space, "reader", before["cookie"])).body
+        assert after["cookie"] > before["cookie"]
+        assert after["patch"] == [{"op": "put", "key": "count", "value": 7}]
+    finally:
+        listener.close()
+
+
+async def test_ten_writers_across_two_processes_count_exactly(pair):
+    a, b = pair
+    writers, pushes = 10, 10
+    space = await Api(AsyncHTTPClient(), a.url).create_space()
+    statuses: list[int] = []
+
+    async def writer(n: int) -> None:
+        api = Api(AsyncHTTPClient(force_instance=True), (a, b)[n % 2].url)
+        client = f"c{n}"
+        for i in range(1, pushes + 1):
+            r = await api.push(space, f"g{n}", [mutation(i, client)])
+            statuses.append(r.status)
+        api.http.close()
+
+    await asyncio.gather(*(writer(n) for n in range(writers)))
+    assert len(statuses) == writers * pushes
+    assert [s for s in statuses if s != 200] == []
+    for server in (a, b):
+        api = Api(AsyncHTTPClient(), server.url)
+        assert await api.view(space) == {"count": writers * pushes}
+    r = await Api(AsyncHTTPClient(), b.url).pull(space, "g3")
+    assert r.body["lastMutationIDChanges"] == {"c3": pushes}
+
+
+async def test_watcher_resumes_after_database_restart(tmp_path):
+    db = EmbeddedMongo(str(tmp_path / "db"))
+    uri = db.start()
+    try:
+        with LiveServer(mongodb_uri=uri) as a, LiveServer(mongodb_uri=uri) as b:
+            api_a, api_b = Api(AsyncHTTPClient(), a.url), Api(AsyncHTTPClient(), b.url)
+            space = await api_a.create_space()
+            listener = await listen(a.url, space)
+            try:
+                assert (await api_b.push(space, "g", [mutation(1, "c")])).status == 200
+                await listener.poke(timeout=1.0)
+
+                # The database goes away for longer than the driver's own resume attempt
+                # (server selection, 5 s): the watcher's loop must resume from its token.
+                db.stop()
+                await wait_for_line(a, "change stream interrupted")
+                db.start(port=urlsplit(uri).port)
+                await wait_for_line(a, "change stream resumed")
+
+                assert await push_until_200(api_b, space, "g", [mutation(2, "c", args=10)])
+                await listener.poke(timeout=5.0)
+                assert await api_a.view(space) == {"count": 11}
+                assert not any("afresh" in line for line in a.output)  # resumed from the token
+            finally:
+                listener.close()
+    finally:
+        db.stop()
+
+
+async def wait_for_line(server: LiveServer, text: str, timeout: float = 30.0) -> None:
+    # The server's output is the only sign of its watcher's state: poll it.
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in server.output):
+        assert time.monotonic() < deadline, "".join(server.output)
+        await asyncio.sleep(0.05)
+
+
+async def push_until_200(api: Api, *args, timeout: float = 30.0) -> bool:
+    """Right after a database restart a push may meet a stale pooled connection (503)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await api.push(*args)).status == 200:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_refused_resume_token_pokes_every_listened_space(api, store, hub, mongo_client, db_name):
+    """History lost: the watcher starts afresh, forgets cached versions, pokes its listeners."""
+    there = Store(mongo_client, db_name)  # another process's store on the same database
+    watcher = Watcher(store, hub)
+    try:
+        space = await api.create_space()
+        await watcher.open()
+        watcher.start()
+        first = (await api.pull(space, "g1")).body  # this process now knows the version
+        with hub.listen(space) as channel:
+            await watcher.close()  # the stream is down: a commit elsewhere goes unseen...
+            body = {"profileID": "p", "clientGroupID": "g2", "pushVersion": 1, "schemaVersion": ""}
+            await there.push(space, parse_push({**body, "mutations": [mutation(1, "c2", args=5)]}))
+            seen = channel.seq
+            watcher.token = {"_data": "00"}  # ...and the database refuses the token
+            await watcher.open()
+            assert channel.seq > seen  # poked
+        after = (await api.pull(space, "g1", first["cookie"])).body
+        assert after["patch"] == [{"op": "put", "key": "count", "value": 5}]  # not a stale answer
+    finally:
+        await watcher.close()
+
+
+async def test_one_poke_per_commit(api, store, hub):
+    """A local commit pokes at once; its change event, arriving later, does not poke again."""
+    watcher = Watcher(store, hub)
+    space = await api.create_space()
+    with hub.listen(space) as channel:
+        assert (await api.push(space, "g", [mutation(1, "c")])).status == 200
+        assert channel.seq == 1
+        version = store.known_version(space)
+        event = {"operationType": "update", "documentKey": {"_id": space}}
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": version}}})
+        assert channel.seq == 1
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": version + 1}}})
+        assert channel.seq == 2  # another process's commit
+        # The space deleted and created again: its versions restart and still poke.
+        key = {"documentKey": {"_id": space}}
+        watcher.apply({"operationType": "delete", **key})
+        watcher.apply({"operationType": "insert", **key, "fullDocument": {"version": 0}})
+        assert channel.seq == 3
+        watcher.apply({**event, "updateDescription": {"updatedFields": {"version": 1}}})
+        assert channel.seq == 4
+
+
+async def test_processes_2_serves_and_stops(tmp_path):
+    with LiveServer("--processes", "2", data_dir=tmp_path) as server:
+        workers = children(server.process.pid, "server")
+        assert len(workers) == 2
+        api = Api(AsyncHTTPClient(force_instance=True), server.url)
+        space = await api.create_space()
+        listener = await listen(server.url, space)
+        try:
+            # Separate connections: the kernel spreads them over both workers.
+            for i in range(1, 11):
+                api.http.close()
+                api.http = AsyncHTTPClient(force_instance=True)
+                assert (await api.push(space, "g", [mutation(i, "c")])).status == 200
+                await listener.poke(timeout=5.0)
+            assert await api.view(space) == {"count": 10}
+        finally:
+            listener.close()
+            api.http.close()
+        assert sum("listening on" in line for line in server.output) == 1
+        assert server.stop() == 0
+        assert sum("exited normally" in line for line in server.output) == 2
+
+
+async def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    server = LiveServer("--processes", "2", data_dir=tmp_path).start()
+    workers = children(server.process.pid, "server")
+    database = children(server.process.pid, "secantusd-py")
+    assert len(workers) == 2 and len(database) == 1
+    server.kill()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers + database):
+        assert time.monotonic() < deadline, "a worker or the database outlived its parent"
+        await asyncio.sleep(0.05)
+
+
+def children(pid: int, program: str) -> list[int]:
+    """Child processes of pid running program ("server" for `-m server`, or "secantusd-py")."""
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0")
+        if argv[1:3] == ["-m", program] or Path(argv[1]).name == program:
+            found.append(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead: its parent (init, here) has not reaped it yet.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
