@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import tornado.httpserver
 from pymongo import AsyncMongoClient
 
+from server import gc
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
@@ -39,7 +40,10 @@ async def serve(settings: Settings, uri: str, where: str) -> None:
         on_commit=hub.poke,
     )
     await store.init()
-    server = tornado.httpserver.HTTPServer(make_app(settings, store, hub), xheaders=True)
+    gc_task = gc.start(store, settings.client_ttl_days, settings.gc_interval_seconds)
+    server = tornado.httpserver.HTTPServer(
+        make_app(settings, store, hub), xheaders=True, max_body_size=settings.max_body_bytes
+    )
     server.listen(settings.port, settings.host)
     print(f"listening on http://{settings.host}:{settings.port} (database: {where})", flush=True)
 
@@ -50,6 +54,8 @@ async def serve(settings: Settings, uri: str, where: str) -> None:
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
+    if gc_task is not None:
+        gc_task.cancel()
     hub.close_all()  # end SSE streams
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()

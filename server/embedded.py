@@ -57,8 +57,9 @@ class EmbeddedMongo:
         self.process: subprocess.Popen[bytes] | None = None
         self.uri = ""
 
-    def start(self, timeout: float = 60.0) -> str:
-        port = _free_port(self.host)
+    def start(self, timeout: float = 60.0, port: int | None = None) -> str:
+        """port: None picks a free one; pass the old port to restart on the same URI."""
+        port = port or _free_port(self.host)
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:
