@@ -27,7 +27,10 @@ class LimitedBody:
     config: Any
     request: Any
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        pending = super().prepare()  # type: ignore[misc]
+        if pending is not None:  # another prepare() in the handler's bases may be async
+            await pending
         self._chunks: list[bytes] = []
         self._size = 0
         limit = self.config.max_body_bytes

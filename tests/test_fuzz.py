@@ -15,6 +15,8 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import Api
+
 BODIES = 10_000
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 250))
 PER_EXAMPLE = 40
@@ -122,7 +124,8 @@ requests = st.tuples(
 )
 
 
-def test_fuzz_push_and_pull(io_loop, api, store):
+def test_fuzz_push_and_pull(io_loop, http_client, http_port, store):
+    api = Api(http_client, f"http://127.0.0.1:{http_port}")  # no name lookup per request
     for space in SPACES:
         io_loop.run_sync(lambda space=space: api.create_space(space))
     sent = [0]
