@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
 
 from tests.helpers import mutation
+from tests.live import LiveServer
 
 pytestmark = pytest.mark.gen_test
 
@@ -146,19 +147,16 @@ async def test_body_over_limit_is_413_json(api, store, settings):
     assert r.status == 200
 
 
-async def raw_request(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
-    """Sends head then as many body chunks as the server reads; returns its whole answer."""
+async def raw_request(port: int, data: bytes) -> bytes:
+    """Sends data (a request that never completes its body); returns the answer."""
     stream = await TCPClient().connect("127.0.0.1", port)
-    await stream.write(head)
     try:
-        for chunk in body_chunks:
-            await stream.write(chunk)
-    except StreamClosedError:  # the server answered and closed without reading it all
-        pass
-    try:
-        return await stream.read_until_close()
-    except StreamClosedError:
-        return b""
+        await stream.write(data)
+        start = await stream.read_until(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", start).group(1))
+        return start + await stream.read_bytes(length)
+    finally:
+        stream.close()
 
 
 @pytest.mark.parametrize("settings", [LIMITED], indirect=True)
@@ -169,20 +167,27 @@ async def test_declared_length_over_limit_answered_before_the_body(api, http_por
         f"POST /api/replicache/push?spaceID={space} HTTP/1.1\r\nHost: x\r\n"
         "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
     ).encode()
-    answer = await raw_request(http_port, head, [])
+    answer = await raw_request(http_port, head)
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 413 Request Entity Too Large"
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"] == "BodyTooLarge"
 
 
-@pytest.mark.parametrize("settings", [LIMITED], indirect=True)
-async def test_chunked_body_over_limit_is_cut_off(api, http_port, settings):
-    space = await api.create_space()
-    head = (
-        f"POST /api/replicache/pull?spaceID={space} HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    ).encode()
-    chunk = b"200\r\n" + b" " * 0x200 + b"\r\n"
-    answer = await raw_request(http_port, head, [chunk] * 10_000)  # 5 MB offered
-    assert answer.startswith(b"HTTP/1.1 413 ")
-    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "BodyTooLarge"
+async def test_live_server_answers_413_for_declared_and_chunked_bodies(mongo_uri, db_name):
+    # The real process: its HTTPServer caps bodies too, which must not preempt the JSON 413.
+    with LiveServer("--max-body-bytes", "1000", "--db-name", db_name, mongodb_uri=mongo_uri) as server:
+        port = server.port
+        declared = (
+            b"POST /api/replicache/push?spaceID=s HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+        )
+        chunked = (
+            b"POST /api/replicache/pull?spaceID=s HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        # Neither body is complete: the answer must not wait for the rest.
+        chunked += (b"200\r\n" + b" " * 0x200 + b"\r\n") * 3
+        for request in [declared, chunked]:
+            answer = await raw_request(port, request)
+            assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "BodyTooLarge"
