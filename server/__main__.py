@@ -12,7 +12,7 @@ import tornado.httpserver
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import workers
+from server import gc, workers
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
@@ -45,11 +45,14 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
         on_commit=hub.poke,
     )
     await store.init()
+    gc_task = gc.start(store, settings.client_ttl_days, settings.gc_interval_seconds)
     watcher = Watcher(store, hub) if run.watch else None
     if watcher is not None:
         await watcher.open()  # before serving: no commit after this point is missed
         watcher.start()
-    server = tornado.httpserver.HTTPServer(make_app(settings, store, hub), xheaders=True)
+    server = tornado.httpserver.HTTPServer(
+        make_app(settings, store, hub), xheaders=True, max_body_size=settings.max_body_bytes
+    )
     server.add_sockets(run.sockets)
     if tornado.process.task_id() in (None, 0):  # one line, however many processes
         url = f"http://{settings.host}:{settings.port}"
@@ -64,6 +67,8 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
+    if gc_task is not None:
+        gc_task.cancel()
     hub.close_all()  # end SSE streams
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()

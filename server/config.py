@@ -32,6 +32,26 @@ class Settings:
         " (kept right across processes by the change stream; see README Deployment)",
     )
     heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
+    auth_secret: str = _opt(
+        "",
+        "AUTH_SECRET",
+        "HMAC secret for tokens; when set, push, pull, poke and createSpace need a token"
+        " (scripts/mint_token.py); prefer the env variable to the flag",
+    )
+    max_body_bytes: int = _opt(5 * 1024 * 1024, "MAX_BODY_BYTES", "largest request body accepted (else 413)")
+    max_mutations: int = _opt(1000, "MAX_MUTATIONS", "most mutations accepted in one push (else 400)")
+    push_rate: float = _opt(
+        0.0, "PUSH_RATE", "pushes per second allowed per client group (token bucket); 0 = no limit"
+    )
+    push_burst: int = _opt(
+        20, "PUSH_BURST", "pushes a client group may send at once before PUSH_RATE applies"
+    )
+    client_ttl_days: float = _opt(
+        30.0, "CLIENT_TTL_DAYS", "remove client groups idle this long (they start over); 0 = never"
+    )
+    gc_interval_seconds: float = _opt(
+        3600.0, "GC_INTERVAL_SECONDS", "how often idle client groups are removed"
+    )
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
     log_format: str = _opt("logfmt", "LOG_FORMAT", "access log line format: logfmt or json")
     ready_timeout: float = _opt(1.0, "READY_TIMEOUT", "seconds /readyz waits for a database ping")

@@ -47,6 +47,7 @@ class PushRequest:
     profile_id: str
     mutations: tuple[Mutation, ...]
     schema_version: str
+    user_id: str | None = None  # from the auth token; None when auth is off
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class PullRequest:
     profile_id: str
     cookie: int | None
     schema_version: str
+    user_id: str | None = None  # from the auth token; None when auth is off
 
 
 # Bodies every endpoint answers with 200 (the client acts on them, spec 2.5).
@@ -91,6 +93,8 @@ def parse_json(body: bytes) -> Any:
     except (ValueError, RecursionError) as e:
         raise bad(f"body is not valid JSON: {e}", "InvalidJSON") from None
     _check_depth(value)
+    if b"\\u" in body:  # only an escape can smuggle in a lone surrogate (not storable)
+        _check_strings(value)
     return value
 
 
@@ -104,6 +108,22 @@ def _check_depth(value: Any) -> None:
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
+
+
+def _check_strings(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad("body has a string with a lone UTF-16 surrogate", "InvalidJSON") from None
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:
@@ -151,7 +171,11 @@ def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
         if not isinstance(m, dict):
             raise bad(f"{where} must be an object")
         timestamp = m.get("timestamp", 0)
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        if (
+            not isinstance(timestamp, (int, float))
+            or isinstance(timestamp, bool)
+            or not -1e300 < timestamp < 1e300  # a huge integer would not fit a float
+        ):
             raise bad(f"{where}.timestamp must be a number")
         mutations.append(
             Mutation(

@@ -7,7 +7,8 @@ commit, everything queued while a transaction runs goes into the next one.
 
 Collections:
   spaces        {_id: spaceID, version, created, modified}
-  client_groups {_id: clientGroupID, spaceID, created}
+  client_groups {_id: clientGroupID, spaceID, userID (with auth), created, lastSeen,
+                 removed (a tombstone left by client GC, server/gc.py)}
   clients       {_id: clientID, clientGroupID, spaceID, lastMutationID, version}
   entries       {spaceID, key, value (JSON text), deleted, version}
 """
@@ -19,6 +20,7 @@ import inspect
 import json
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne, WriteConcern
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 from pymongo.read_concern import ReadConcern
 
 from server import metrics
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
 GROUP_CACHE_SIZE = 100_000
 WRITE_CONFLICT = 112  # MongoDB error code
+TOUCH_SECONDS = 3600.0  # a group's lastSeen is refreshed when older than this (client GC)
 
 
 def space_not_found(space_id: str) -> RequestError:
@@ -55,6 +58,28 @@ def space_not_found(space_id: str) -> RequestError:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _group_refusal(group: dict[str, Any], space_id: str, user_id: str | None) -> dict[str, Any] | None:
+    """Why an existing client group may not be used here: raises, or returns a 200 error body."""
+    group_id = group["_id"]
+    if group["spaceID"] != space_id:
+        raise bad(f"client group {group_id!r} belongs to another space", "ClientGroupWrongSpace")
+    if group.get("removed"):  # collected as idle: the client must start over
+        return CLIENT_STATE_NOT_FOUND
+    if user_id is not None and group.get("userID") != user_id:
+        if group.get("userID") is None:  # made before auth was on: start over as this user
+            return CLIENT_STATE_NOT_FOUND
+        raise RequestError(401, "ClientGroupWrongUser", f"client group {group_id!r} belongs to another user")
+    return None
+
+
+def _new_group(group_id: str, space_id: str, user_id: str | None) -> dict[str, Any]:
+    now = _now()
+    group = {"_id": group_id, "spaceID": space_id, "created": now, "lastSeen": now}
+    if user_id is not None:
+        group["userID"] = user_id
+    return group
 
 
 class Entries:
@@ -160,6 +185,7 @@ class _Batch:
     groups: dict[str, dict[str, Any]]
     clients: dict[str, dict[str, Any]]
     new_groups: set[str] = field(default_factory=set)
+    touched_groups: set[str] = field(default_factory=set)
     changed_clients: set[str] = field(default_factory=set)
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (mutator, outcome) for metrics
 
@@ -203,8 +229,10 @@ class Store:
         # pulls begun before the gap do not note what they read.
         self.versions_live = True
         self._versions_epoch = 0
-        # clientGroupID -> spaceID bindings already checked (bounded).
-        self._group_space: OrderedDict[str, str] = OrderedDict()
+        # clientGroupID -> (spaceID, userID, monotonic time its lastSeen was written),
+        # bindings already checked (bounded).
+        self._group_space: OrderedDict[str, tuple[str, str | None, float]] = OrderedDict()
+        self.touch_seconds = TOUCH_SECONDS
 
     async def init(self) -> None:
         await self.entries.create_index([("spaceID", ASCENDING), ("key", ASCENDING)], unique=True)
@@ -235,6 +263,10 @@ class Store:
                 if e.code == WRITE_CONFLICT:
                     metrics.transaction_conflict()
                 raise
+            except ServerSelectionTimeoutError as e:
+                # Unreachable for the whole selection window: a fresh error without the
+                # TransientTransactionError label stops with_transaction retrying for 2 minutes.
+                raise ServerSelectionTimeoutError(str(e)) from e
 
         for attempt in range(3):
             try:
@@ -339,6 +371,10 @@ class Store:
             await self.client_groups.insert_many(
                 [batch.groups[g] for g in sorted(batch.new_groups)], ordered=True, session=s
             )
+        if batch.touched_groups:
+            await self.client_groups.update_many(
+                {"_id": {"$in": sorted(batch.touched_groups)}}, {"$set": {"lastSeen": _now()}}, session=s
+            )
         entry_ops = batch.entries.operations(batch.version)
         if not entry_ops and not batch.changed_clients:
             return results, None, batch.outcomes  # nothing changed: the version stays
@@ -378,8 +414,10 @@ class Store:
     async def _apply_push(self, batch: _Batch, request: PushRequest) -> dict[str, Any]:
         group_id = request.client_group_id
         group = batch.groups.get(group_id)
-        if group is not None and group["spaceID"] != batch.space_id:
-            raise bad(f"client group {group_id!r} belongs to another space", "ClientGroupWrongSpace")
+        if group is not None:
+            refusal = _group_refusal(group, batch.space_id, request.user_id)
+            if refusal is not None:
+                return refusal
         # Check every client before applying anything: a refused push changes nothing.
         first_ids: dict[str, int] = {}
         for m in request.mutations:
@@ -392,8 +430,10 @@ class Store:
             elif client["clientGroupID"] != group_id:
                 raise bad(f"client {cid!r} belongs to another client group", "ClientNotInGroup")
         if group is None:
-            batch.groups[group_id] = {"_id": group_id, "spaceID": batch.space_id, "created": _now()}
+            batch.groups[group_id] = _new_group(group_id, batch.space_id, request.user_id)
             batch.new_groups.add(group_id)
+        elif self._stale(group):
+            batch.touched_groups.add(group_id)
         stopped: set[str] = set()
         for m in request.mutations:
             client = batch.clients.setdefault(
@@ -442,34 +482,47 @@ class Store:
     async def pull(self, space_id: str, request: PullRequest) -> bytes:
         group_id = request.client_group_id
         cookie = request.cookie
+        known = self._group_space.get(group_id)
         if (
             self.pull_cache
             and self.versions_live
             and cookie is not None
             and self._versions.get(space_id) == cookie
-            and self._group_space.get(group_id) == space_id
+            and known is not None
+            and known[:2] == (space_id, request.user_id)
+            and time.monotonic() - known[2] < self.touch_seconds  # else refresh lastSeen below
         ):
             return encode_pull_response(cookie, {}, [])
         epoch = self._versions_epoch
-        body, version = await self._transaction(lambda s: self._pull(space_id, group_id, cookie, s))
+        body, version = await self._transaction(
+            lambda s: self._pull(space_id, group_id, cookie, s, request.user_id)
+        )
+        if version is None:  # refused with a 200 error body
+            return body
         if epoch == self._versions_epoch:
             self._note_version(space_id, version)
-        self._remember_group(group_id, space_id)
+        self._remember_group(group_id, space_id, request.user_id)
         return body
 
-    async def _pull(self, space_id: str, group_id: str, cookie: int | None, s: Any) -> tuple[bytes, int]:
+    async def _pull(
+        self, space_id: str, group_id: str, cookie: int | None, s: Any, user_id: str | None = None
+    ) -> tuple[bytes, int | None]:
         space = await self.spaces.find_one({"_id": space_id}, {"version": 1}, session=s)
         if space is None:
             raise space_not_found(space_id)
         version = space["version"]
-        group = await self.client_groups.find_one({"_id": group_id}, {"spaceID": 1}, session=s)
+        group = await self.client_groups.find_one({"_id": group_id}, session=s)
         if group is None:
-            # Bind the group to this space on first sight (push or pull).
-            await self.client_groups.insert_one(
-                {"_id": group_id, "spaceID": space_id, "created": _now()}, session=s
-            )
-        elif group["spaceID"] != space_id:
-            raise bad(f"client group {group_id!r} belongs to another space", "ClientGroupWrongSpace")
+            # Bind the group to this space (and user) on first sight (push or pull).
+            await self.client_groups.insert_one(_new_group(group_id, space_id, user_id), session=s)
+        else:
+            refusal = _group_refusal(group, space_id, user_id)
+            if refusal is not None:
+                return json.dumps(refusal).encode(), None
+            if self._stale(group):
+                await self.client_groups.update_one(
+                    {"_id": group_id}, {"$set": {"lastSeen": _now()}}, session=s
+                )
         ops: list[tuple[str, ...]] = []
         since = cookie
         if cookie is not None and cookie > version:
@@ -516,8 +569,18 @@ class Store:
         self._versions.clear()
         self._versions_epoch += 1
 
-    def _remember_group(self, group_id: str, space_id: str) -> None:
-        self._group_space[group_id] = space_id
+    def _stale(self, group: dict[str, Any]) -> bool:
+        seen = group.get("lastSeen") or group["created"]
+        if seen.tzinfo is None:  # BSON dates come back naive (UTC)
+            seen = seen.replace(tzinfo=UTC)
+        return (_now() - seen).total_seconds() >= self.touch_seconds
+
+    def forget_group(self, group_id: str) -> None:
+        self._group_space.pop(group_id, None)
+
+    def _remember_group(self, group_id: str, space_id: str, user_id: str | None = None) -> None:
+        # The slow path refreshed lastSeen unless it was fresh: either way it is recent.
+        self._group_space[group_id] = (space_id, user_id, time.monotonic())
         self._group_space.move_to_end(group_id)
         if len(self._group_space) > GROUP_CACHE_SIZE:
             self._group_space.popitem(last=False)

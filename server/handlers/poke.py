@@ -8,6 +8,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
+from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
 from server.pokes import BEAT, POKE, hello_frame
@@ -19,6 +20,7 @@ class PokeHandler(JSONHandler):
 
     async def get(self) -> None:
         space_id = self.space_id()
+        authorize(self, space_id, query=True)
         await require_space(self, space_id)
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache, no-transform")

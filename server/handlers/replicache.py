@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from tornado.web import stream_request_body
+
+from server.auth import authorize
 from server.handlers.base import JSONHandler
+from server.limits import LimitedBody, rate_limited
 from server.protocol import (
     bad,
     check_space_id,
@@ -14,31 +20,39 @@ from server.protocol import (
 from server.store import space_not_found
 
 
-class PushHandler(JSONHandler):
+@stream_request_body
+class PushHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
+        user_id = authorize(self, space_id)
         body = self.json_body()
         if not isinstance(body, dict):
             raise bad("push body must be a JSON object")
         if request_version(body, "pushVersion") != 1:
             self.write_json(version_not_supported("push"))
             return
-        self.write_json(await self.store.push(space_id, parse_push(body)))
+        request = replace(parse_push(body, self.config.max_mutations), user_id=user_id)
+        if rate_limited(self, request.client_group_id):
+            return
+        self.write_json(await self.store.push(space_id, request))
 
 
-class PullHandler(JSONHandler):
+@stream_request_body
+class PullHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
+        user_id = authorize(self, space_id)
         body = self.json_body()
         if not isinstance(body, dict):
             raise bad("pull body must be a JSON object")
         if request_version(body, "pullVersion") != 1:
             self.write_json(version_not_supported("pull"))
             return
-        self.write_json(await self.store.pull(space_id, parse_pull(body)))
+        self.write_json(await self.store.pull(space_id, replace(parse_pull(body), user_id=user_id)))
 
 
-class CreateSpaceHandler(JSONHandler):
+@stream_request_body
+class CreateSpaceHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         body = self.json_body()
         if not isinstance(body, dict):
@@ -46,10 +60,12 @@ class CreateSpaceHandler(JSONHandler):
         wanted = body.get("spaceID")
         if wanted is not None:
             check_space_id(wanted)
+        authorize(self, wanted)
         self.write_json({"spaceID": await self.store.create_space(wanted)})
 
 
-class SpaceExistsHandler(JSONHandler):
+@stream_request_body
+class SpaceExistsHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         body = self.json_body()
         if not isinstance(body, dict):
