@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +29,19 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def raise_fd_limit() -> int:
+    """Every SSE listener holds a socket: use the hard limit, not the soft one (often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 async def serve(settings: Settings, uri: str, where: str) -> None:
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     hub = PokeHub()
@@ -40,17 +54,17 @@ async def serve(settings: Settings, uri: str, where: str) -> None:
     )
     await store.init()
     server = tornado.httpserver.HTTPServer(make_app(settings, store, hub), xheaders=True)
-    server.listen(settings.port, settings.host)
-    print(f"listening on http://{settings.host}:{settings.port} (database: {where})", flush=True)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a signal then is graceful too
         loop.add_signal_handler(sig, stop.set)
+    server.listen(settings.port, settings.host, backlog=settings.listen_backlog)
+    print(f"listening on http://{settings.host}:{settings.port} (database: {where})", flush=True)
+
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
-    hub.close_all()  # end SSE streams
+    await hub.close()  # end SSE streams with their last chunk
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()
     await client.close()
@@ -61,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log.info("open files limit: %d", raise_fd_limit())
     embedded = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)

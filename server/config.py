@@ -32,6 +32,18 @@ class Settings:
         " (safe only when this process is the database's only writer)",
     )
     heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
+    listen_backlog: int = _opt(
+        1024, "LISTEN_BACKLOG", "pending-connection queue of the listening socket (capped by somaxconn)"
+    )
+    poke_max_per_space: int = _opt(
+        10000, "POKE_MAX_PER_SPACE", "most SSE poke listeners in one space; more are refused with 429"
+    )
+    poke_max_listeners: int = _opt(
+        20000, "POKE_MAX_LISTENERS", "most SSE poke listeners in this process; more are refused with 503"
+    )
+    poke_buffer_bytes: int = _opt(
+        8192, "POKE_BUFFER_BYTES", "unsent bytes an SSE listener may queue before it is dropped as stuck"
+    )
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
 
     @classmethod
