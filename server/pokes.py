@@ -31,6 +31,7 @@ class SpaceChannel:
     cond: Condition = field(default_factory=Condition)
     seq: int = 0
     listeners: int = 0
+    waking: bool = False
 
 
 class PokeHub:
@@ -44,9 +45,19 @@ class PokeHub:
     def poke(self, space_id: str) -> None:
         """Called after a commit changed space_id (never before)."""
         channel = self._spaces.get(space_id)
-        if channel is not None:
-            channel.seq += 1
-            channel.cond.notify_all()
+        if channel is None:
+            return
+        channel.seq += 1
+        if not channel.waking:
+            # Wake the listeners on the next loop turn, so the pushes of this commit are
+            # answered before a thousand listeners' writes, not behind them.
+            channel.waking = True
+            IOLoop.current().add_callback(self._wake, channel)
+
+    @staticmethod
+    def _wake(channel: SpaceChannel) -> None:
+        channel.waking = False
+        channel.cond.notify_all()
 
     @contextmanager
     def listen(self, space_id: str) -> Iterator[SpaceChannel]:
