@@ -75,8 +75,6 @@ class PokeHandler(JSONHandler):
         self.finish()  # shutdown: a clean end of the chunked stream
 
     def check_caps(self, space_id: str) -> None:
-        if self.hub.closing:
-            raise RequestError(503, "ShuttingDown", "this server is shutting down; retry later")
         if self.hub.listener_count(space_id) >= self.config.poke_max_per_space:
             raise RequestError(
                 429,
