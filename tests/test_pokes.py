@@ -11,7 +11,7 @@ import pytest
 
 from server.config import Settings
 from tests.helpers import mutation, uid
-from tests.sse import SSE, stuck_socket
+from tests.sse import SSE, address, poke_request, stuck_socket
 
 pytestmark = pytest.mark.gen_test
 
@@ -159,6 +159,23 @@ async def test_disconnect_removes_listener_then_space(api, base_url, hub):
     assert await poll(lambda: handler_tasks() == 0)
     hub.poke(space)  # a poke for a space nobody listens to creates nothing
     assert hub.space_count() == 0
+
+
+async def test_clients_hanging_up_at_once_leave_nothing(api, base_url, hub, caplog):
+    space = await api.create_space()
+    keep = await listen(base_url, space)  # the others skip the space lookup then
+    for lookup in (False, True):
+        if lookup:
+            keep.close()
+            assert await hub.wait_until(lambda: hub.listeners == 0, timeout=5)
+        for _ in range(30):
+            reader, writer = await asyncio.open_connection(*address(base_url))
+            writer.write(poke_request(space))
+            writer.close()
+        left = 0 if lookup else 1
+        assert await poll(lambda left=left: handler_tasks() == left)
+    assert hub.listeners == 0 and hub.space_count() == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 async def poll(done, timeout: float = 5.0) -> bool:

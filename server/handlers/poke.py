@@ -42,6 +42,8 @@ class PokeHandler(JSONHandler):
             seen = channel.seq
             self.write(hello_frame())
             self.flush()
+            if stream.closed():  # the client hung up before its stream began
+                return
             # Bounded buffers, so a client that stops reading is found out and dropped:
             # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
             # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
