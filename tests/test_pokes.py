@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import socket
 
 import pytest
 
@@ -141,7 +140,7 @@ def handler_tasks() -> int:
     return sum(1 for t in asyncio.all_tasks() if "RequestHandler._execute" in t.get_coro().__qualname__)
 
 
-async def test_disconnect_removes_listener_then_space(api, base_url, hub):
+async def test_disconnect_removes_listener_then_space(api, base_url, hub, caplog):
     space, other = await api.create_space(), await api.create_space()
     first, second, third = [await listen(base_url, s) for s in (space, space, other)]
     assert hub.listener_count(space) == 2 and hub.space_count() == 2 and hub.listeners == 3
@@ -159,6 +158,11 @@ async def test_disconnect_removes_listener_then_space(api, base_url, hub):
     assert await poll(lambda: handler_tasks() == 0)
     hub.poke(space)  # a poke for a space nobody listens to creates nothing
     assert hub.space_count() == 0
+    assert not errors(caplog)
+
+
+def errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
 
 
 async def test_clients_hanging_up_at_once_leave_nothing(api, base_url, hub, caplog):
@@ -175,7 +179,7 @@ async def test_clients_hanging_up_at_once_leave_nothing(api, base_url, hub, capl
         left = 0 if lookup else 1
         assert await poll(lambda left=left: handler_tasks() == left)
     assert hub.listeners == 0 and hub.space_count() == 0
-    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not errors(caplog)
 
 
 async def poll(done, timeout: float = 5.0) -> bool:
@@ -245,7 +249,7 @@ async def test_500_listeners_in_one_space_all_get_the_poke(api, base_url, hub, m
 
 @pytest.mark.gen_test(timeout=120)
 @pytest.mark.parametrize("settings", [{"poke_buffer_bytes": 1024}], indirect=True)
-async def test_stuck_client_is_dropped_and_never_delays_the_others(api, base_url, hub, settings):
+async def test_stuck_client_is_dropped_and_never_delays_the_others(api, base_url, hub, settings, caplog):
     space = await api.create_space()
     healthy = await listen(base_url, space)
     stuck = await stuck_socket(base_url, space)
@@ -264,5 +268,4 @@ async def test_stuck_client_is_dropped_and_never_delays_the_others(api, base_url
     finally:
         stuck.close()
         healthy.close()
-    print(f"stuck listener dropped after {pokes} pokes")
-    assert isinstance(stuck, socket.socket)
+    assert not errors(caplog)
