@@ -24,7 +24,7 @@ from tornado.httpclient import AsyncHTTPClient  # noqa: E402
 from server.embedded import EmbeddedMongo  # noqa: E402
 from tests.helpers import Api, mutation  # noqa: E402
 from tests.live import LiveServer  # noqa: E402
-from tests.sse import Listener, listen  # noqa: E402
+from tests.sse_listener import Listener, listen  # noqa: E402
 
 
 async def timed_poke(listener: Listener, start: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +34,19 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def raise_fd_limit() -> int:
+    """Every SSE listener holds a socket: use the hard limit, not the soft one (often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     """One process: its own client, store, hub and watcher on the shared sockets."""
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
@@ -50,6 +64,12 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     if watcher is not None:
         await watcher.open()  # before serving: no commit after this point is missed
         watcher.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a signal then is graceful too
+        loop.add_signal_handler(sig, stop.set)
+    if run.parent_fd is not None:
+        workers.on_parent_exit(run.parent_fd, stop.set)
     server = tornado.httpserver.HTTPServer(
         make_app(settings, store, hub), xheaders=True, max_body_size=settings.max_body_bytes
     )
@@ -58,18 +78,12 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
         url = f"http://{settings.host}:{settings.port}"
         print(f"listening on {url} (database: {where}{run.describe()})", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if run.parent_fd is not None:
-        workers.on_parent_exit(run.parent_fd, stop.set)
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
     if gc_task is not None:
         gc_task.cancel()
-    hub.close_all()  # end SSE streams
+    await hub.close()  # end SSE streams with their last chunk
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()
     if watcher is not None:
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     setup_access_log()
+    log.info("open files limit: %d", raise_fd_limit())
     embedded = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)

@@ -52,6 +52,18 @@ class Settings:
     gc_interval_seconds: float = _opt(
         3600.0, "GC_INTERVAL_SECONDS", "how often idle client groups are removed"
     )
+    listen_backlog: int = _opt(
+        1024, "LISTEN_BACKLOG", "pending-connection queue of the listening socket (capped by somaxconn)"
+    )
+    poke_max_per_space: int = _opt(
+        10000, "POKE_MAX_PER_SPACE", "most SSE poke listeners in one space; more are refused with 429"
+    )
+    poke_max_listeners: int = _opt(
+        20000, "POKE_MAX_LISTENERS", "most SSE poke listeners in this process; more are refused with 503"
+    )
+    poke_buffer_bytes: int = _opt(
+        8192, "POKE_BUFFER_BYTES", "unsent bytes an SSE listener may queue before it is dropped as stuck"
+    )
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
     log_format: str = _opt("logfmt", "LOG_FORMAT", "access log line format: logfmt or json")
     ready_timeout: float = _opt(1.0, "READY_TIMEOUT", "seconds /readyz waits for a database ping")
@@ -62,7 +74,6 @@ class Settings:
     processes: int = _opt(
         1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"
     )
-    backlog: int = _opt(1024, "BACKLOG", "listen queue length (connections waiting to be accepted)")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:

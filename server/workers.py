@@ -52,7 +52,7 @@ def prepare(settings: Settings, uri: str) -> Run:
                 " without them a process cannot poke for another's commits"
             )
         log.warning("no change streams: pokes reach only this process's listeners; run one process only")
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host, backlog=settings.backlog)
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host, backlog=settings.listen_backlog)
     parent_fd = fork(processes) if processes > 1 else None
     return Run(processes, watch, sockets, parent_fd)
 

@@ -19,7 +19,7 @@ from server.store import Store
 from server.watcher import Watcher
 from tests.helpers import Api, mutation, uid
 from tests.live import LiveServer
-from tests.sse import listen
+from tests.sse_listener import listen
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 

@@ -36,6 +36,11 @@ class JSONHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
 
+    def prepare(self) -> None:
+        # Shutting down: refuse new work, so draining the queued pushes comes to an end.
+        if self.hub.closing:
+            raise RequestError(503, "ShuttingDown", "this server is shutting down; retry")
+
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", ALLOW_HEADERS)

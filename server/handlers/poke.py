@@ -1,17 +1,28 @@
-"""GET /api/replicache/poke?spaceID=…: a Server-Sent Events stream of pokes."""
+"""GET /api/replicache/poke?spaceID=…: a Server-Sent Events stream of pokes.
+
+Each listener is its own coroutine that sleeps on its space's Condition. Writes are
+never awaited: a frame goes into the connection's IOStream buffer, whose size is
+capped (poke_buffer_bytes), so a client that stops reading fills its own buffer and
+is dropped, and never holds up anyone else.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from datetime import timedelta
 from typing import Any
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import StreamBufferFullError
 
 from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
 from server.pokes import BEAT, POKE, hello_frame
+from server.protocol import RequestError
+
+log = logging.getLogger(__name__)
 
 
 class PokeHandler(JSONHandler):
@@ -21,31 +32,66 @@ class PokeHandler(JSONHandler):
     async def get(self) -> None:
         space_id = self.space_id()
         authorize(self, space_id, query=True)
-        await require_space(self, space_id)
+        if not self.hub.listener_count(space_id):  # else a listener's check already found it
+            await require_space(self, space_id)
+        self.check_caps(space_id)  # no await from here on until listen(): the caps hold
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache, no-transform")
         self.set_header("X-Accel-Buffering", "no")
         heartbeat = timedelta(seconds=self.config.heartbeat_seconds)
+        stream = self.request.connection.stream  # type: ignore[attr-defined]
         with self.hub.listen(space_id) as channel:
             seen = channel.seq
-            frame = hello_frame()
-            try:
-                while not self._closed:
-                    self.write(frame)
-                    await self.flush()
-                    if channel.seq == seen:
-                        self._wait = channel.cond.wait(timeout=heartbeat)
-                        await self._wait
-                    if self.hub.closing:
-                        break
-                    frame = POKE if channel.seq != seen else BEAT
-                    seen = channel.seq
-            except (StreamClosedError, asyncio.CancelledError):
+            self.write(hello_frame())
+            self.flush()
+            if stream.closed():  # the client hung up before its stream began
                 return
-        if not self._closed:
-            self.finish()
+            # Bounded buffers, so a client that stops reading is found out and dropped:
+            # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
+            # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
+            limit = self.config.poke_buffer_bytes
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+            stream.max_write_buffer_size = limit
+            while True:
+                if self._closed:
+                    return
+                if channel.seq == seen:
+                    self._wait = channel.cond.wait(timeout=heartbeat)
+                    try:
+                        await self._wait
+                    except asyncio.CancelledError:  # on_connection_close
+                        return
+                    self._wait = None
+                if self._closed:
+                    return
+                if self.hub.closing:
+                    break
+                frame = POKE if channel.seq != seen else BEAT
+                seen = channel.seq
+                self.write(frame)
+                try:
+                    self.flush()  # not awaited: a slow client must not stall this loop
+                except StreamBufferFullError:
+                    log.info("dropping a stuck poke listener of space %s", space_id)
+                    stream.close()
+                    return
+        stream.max_write_buffer_size = None  # the stream's last 5 bytes always fit
+        self.finish()  # shutdown: a clean end of the chunked stream
+
+    def check_caps(self, space_id: str) -> None:
+        if self.hub.listener_count(space_id) >= self.config.poke_max_per_space:
+            raise RequestError(
+                429,
+                "TooManyListeners",
+                f"space {space_id!r} has {self.config.poke_max_per_space} poke listeners already",
+            )
+        if self.hub.listeners >= self.config.poke_max_listeners:
+            raise RequestError(
+                503, "ServerFull", "this server holds as many poke listeners as it may; retry later"
+            )
 
     def on_connection_close(self) -> None:
         self._closed = True
         if self._wait is not None:
             self._wait.cancel()
+        super().on_connection_close()

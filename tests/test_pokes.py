@@ -1,0 +1,271 @@
+"""The SSE poke stream on a real server and real sockets: frames, ordering against
+commits, coalescing, isolation, lifecycle, caps and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+
+import pytest
+
+from server.config import Settings
+from tests.helpers import mutation, uid
+from tests.sse import SSE, address, poke_request, stuck_socket
+
+pytestmark = pytest.mark.gen_test
+
+FAST_BEAT = {"heartbeat_seconds": 0.05}
+
+
+async def listen(base_url: str, space: str) -> SSE:
+    """An SSE client that got its hello frame."""
+    sse = await SSE.open(base_url, space)
+    assert sse.status == 200, sse.headers
+    assert await sse.data() == "hello"
+    return sse
+
+
+async def bump(api, space: str) -> None:
+    """One increment from a new client: a push that commits."""
+    r = await api.push(space, uid("g-"), [mutation(1, uid("c-"))])
+    assert r.status == 200, r.body
+
+
+async def count(api, space: str) -> int:
+    return (await api.view(space)).get("count", 0)
+
+
+async def test_headers_and_hello(api, base_url):
+    space = await api.create_space()
+    clients = [await SSE.open(base_url, space) for _ in range(5)]
+    sse = clients[0]
+    assert sse.status == 200
+    assert sse.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert sse.headers["cache-control"] == "no-cache, no-transform"
+    assert sse.headers["x-accel-buffering"] == "no"
+    assert sse.headers["access-control-allow-origin"] == "*"
+    assert sse.headers["transfer-encoding"] == "chunked"
+    retries = set()
+    for client in clients:
+        hello = await client.frame()
+        assert hello is not None and hello["data"] == "hello"
+        assert 1000 <= int(hello["retry"]) <= 5000
+        retries.add(hello["retry"])
+        client.close()
+    assert len(retries) > 1  # randomised, so reconnects spread out
+
+
+async def test_poke_after_push_and_pull_on_receipt_sees_it(api, base_url):
+    space = await api.create_space()
+    sse = await listen(base_url, space)
+    for n in range(1, 6):
+        r = await api.push(space, "writer", [mutation(n, "w1")])
+        assert r.status == 200, r.body
+        assert await sse.data() == "poke"
+        assert await count(api, space) == n  # the poke came after the commit
+    sse.close()
+
+
+@pytest.mark.parametrize("settings", [FAST_BEAT], indirect=True)
+async def test_heartbeat_with_short_interval(api, base_url, settings):
+    space = await api.create_space()
+    sse = await listen(base_url, space)
+    assert [await sse.data(timeout=5) for _ in range(3)] == ["beat"] * 3
+    sse.close()
+
+
+@pytest.mark.parametrize("settings", [{"heartbeat_seconds": 0.2}], indirect=True)
+async def test_space_isolation(api, base_url, settings):
+    a, b = await api.create_space(), await api.create_space()
+    listen_a, listen_b = await listen(base_url, a), await listen(base_url, b)
+    await bump(api, b)
+    await next_poke(listen_b)
+    # A heard nothing of B's commit: all it gets is heartbeats (a poke would come first).
+    assert await listen_a.data() == "beat"
+    await bump(api, a)
+    await next_poke(listen_a)
+    assert await count(api, a) == 1 and await count(api, b) == 1
+    listen_a.close()
+    listen_b.close()
+
+
+async def next_poke(sse: SSE) -> None:
+    """Read past heartbeats to the next poke."""
+    while (data := await sse.data()) == "beat":
+        pass
+    assert data == "poke"
+
+
+@pytest.mark.parametrize("settings", [FAST_BEAT], indirect=True)
+async def test_burst_of_pokes_coalesces(api, base_url, hub, settings):
+    space = await api.create_space()
+    sse = await listen(base_url, space)
+    for _ in range(50):  # within one loop iteration: the listener wakes once
+        hub.poke(space)
+    await next_poke(sse)
+    assert await sse.data() == "beat"
+    sse.close()
+
+
+async def test_burst_of_pushes_ends_with_a_poke_that_shows_everything(api, base_url):
+    space = await api.create_space()
+    sse = await listen(base_url, space)
+    pushes = 20
+    results = await asyncio.gather(*(api.push(space, f"g{i}", [mutation(1, f"c{i}")]) for i in range(pushes)))
+    assert all(r.status == 200 for r in results)
+    # Never zero pokes after the last commit: some poke leads to a pull showing all of it.
+    pokes = 0
+    while True:
+        assert await sse.data() == "poke"
+        pokes += 1
+        if await count(api, space) == pushes:
+            break
+    assert 1 <= pokes <= pushes
+    sse.close()
+
+
+async def test_unknown_missing_and_invalid_space(http_server, base_url):
+    missing = await SSE.open(base_url, "no-such-space")
+    assert missing.status == 404 and missing.headers["content-type"].startswith("application/json")
+    assert (await missing.json())["error"] == "SpaceNotFound"
+    invalid = await SSE.open(base_url, "not a space!")
+    assert invalid.status == 400
+    assert (await invalid.json())["error"] == "InvalidSpaceID"
+    for sse in (missing, invalid):
+        sse.close()
+
+
+def handler_tasks() -> int:
+    """Request handler coroutines still running in this loop."""
+    return sum(1 for t in asyncio.all_tasks() if "RequestHandler._execute" in t.get_coro().__qualname__)
+
+
+async def test_disconnect_removes_listener_then_space(api, base_url, hub, caplog):
+    space, other = await api.create_space(), await api.create_space()
+    first, second, third = [await listen(base_url, s) for s in (space, space, other)]
+    assert hub.listener_count(space) == 2 and hub.space_count() == 2 and hub.listeners == 3
+    assert handler_tasks() == 3
+    first.close()
+    assert await hub.wait_until(lambda: hub.listener_count(space) == 1, timeout=5)
+    assert hub.space_count() == 2
+    second.close()
+    assert await hub.wait_until(lambda: hub.space_count() == 1, timeout=5)
+    assert hub.listener_count(space) == 0 and hub.listeners == 1
+    third.close()
+    assert await hub.wait_until(lambda: hub.listeners == 0, timeout=5)
+    assert hub.space_count() == 0
+    # Nothing of the connections lives on: no handler coroutine is left running.
+    assert await poll(lambda: handler_tasks() == 0)
+    hub.poke(space)  # a poke for a space nobody listens to creates nothing
+    assert hub.space_count() == 0
+    assert not errors(caplog)
+
+
+def errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_clients_hanging_up_at_once_leave_nothing(api, base_url, hub, caplog):
+    space = await api.create_space()
+    keep = await listen(base_url, space)  # the others skip the space lookup then
+    for lookup in (False, True):
+        if lookup:
+            keep.close()
+            assert await hub.wait_until(lambda: hub.listeners == 0, timeout=5)
+        for _ in range(30):
+            reader, writer = await asyncio.open_connection(*address(base_url))
+            writer.write(poke_request(space))
+            writer.close()
+        left = 0 if lookup else 1
+        assert await poll(lambda left=left: handler_tasks() == left)
+    assert hub.listeners == 0 and hub.space_count() == 0
+    assert not errors(caplog)
+
+
+async def poll(done, timeout: float = 5.0) -> bool:
+    """For states that have no event: check every 10 ms until a deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+CAPS = {"poke_max_per_space": 2, "poke_max_listeners": 3}
+
+
+@pytest.mark.parametrize("settings", [CAPS], indirect=True)
+async def test_caps_refuse_with_429_per_space_and_503_per_process(api, base_url, hub, settings):
+    a, b, c = await api.create_space(), await api.create_space(), await api.create_space()
+    kept = [await listen(base_url, a), await listen(base_url, a)]
+    refused = await SSE.open(base_url, a)
+    assert refused.status == 429
+    assert (await refused.json())["error"] == "TooManyListeners"
+    kept.append(await listen(base_url, b))
+    full = await SSE.open(base_url, c)
+    assert full.status == 503
+    assert (await full.json())["error"] == "ServerFull"
+    assert hub.listeners == 3
+    # The listeners already in keep working.
+    await bump(api, a)
+    assert [await k.data() for k in kept[:2]] == ["poke", "poke"]
+    await bump(api, b)
+    assert await kept[2].data() == "poke"
+    # A freed place can be taken again.
+    kept.pop(0).close()
+    assert await hub.wait_until(lambda: hub.listener_count(a) == 1, timeout=5)
+    kept.append(await listen(base_url, a))
+    for sse in [*kept, refused, full]:
+        sse.close()
+
+
+def test_caps_defaults():
+    s = Settings()
+    assert s.listen_backlog >= 1024
+    assert s.poke_max_per_space <= s.poke_max_listeners
+
+
+@pytest.fixture
+def many_files() -> None:
+    """500 listeners need about 1,000 sockets in this process (both ends)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_500_listeners_in_one_space_all_get_the_poke(api, base_url, hub, many_files):
+    space = await api.create_space()
+    listeners = await asyncio.gather(*(listen(base_url, space) for _ in range(500)))
+    assert hub.listener_count(space) == 500 and hub.space_count() == 1
+    await bump(api, space)
+    frames = await asyncio.gather(*(sse.data(timeout=30) for sse in listeners))
+    assert frames == ["poke"] * 500
+    for sse in listeners:
+        sse.close()
+    assert await hub.wait_until(lambda: hub.listeners == 0, timeout=30)
+
+
+@pytest.mark.gen_test(timeout=120)
+@pytest.mark.parametrize("settings", [{"poke_buffer_bytes": 1024}], indirect=True)
+async def test_stuck_client_is_dropped_and_never_delays_the_others(api, base_url, hub, settings, caplog):
+    space = await api.create_space()
+    healthy = await listen(base_url, space)
+    stuck = await stuck_socket(base_url, space)
+    try:
+        assert await hub.wait_until(lambda: hub.listener_count(space) == 2, timeout=5)
+        pokes = 0
+        while hub.listener_count(space) == 2:
+            # The healthy listener gets each poke promptly while the stuck one backs up.
+            hub.poke(space)
+            assert await healthy.data(timeout=5) == "poke"
+            pokes += 1
+            assert pokes < 50_000, "the stuck listener was never dropped"
+        assert hub.listener_count(space) == 1
+        await bump(api, space)
+        assert await healthy.data(timeout=5) == "poke"
+    finally:
+        stuck.close()
+        healthy.close()
+    assert not errors(caplog)
