@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne, WriteConcern
+from pymongo import ASCENDING, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 from pymongo.read_concern import ReadConcern
 
@@ -190,6 +190,15 @@ class _Batch:
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (mutator, outcome) for metrics
 
 
+class _Unchanged(Exception):
+    """Raised out of a push transaction that would write nothing, to roll it back."""
+
+    def __init__(self, results: list[Any], outcomes: list[tuple[str, str]]) -> None:
+        super().__init__("nothing to write")
+        self.results = results
+        self.outcomes = outcomes
+
+
 @dataclass
 class _Queued:
     request: PushRequest
@@ -327,6 +336,9 @@ class Store:
                         lambda s, requests=requests: self._apply(space_id, requests, s)
                     )
                     metrics.batch_committed(len(batch), outcomes, self.mutators)
+                except _Unchanged as unchanged:  # rolled back: nothing to write
+                    results, version = unchanged.results, None
+                    metrics.batch_committed(len(batch), unchanged.outcomes, self.mutators)
                 except Exception as e:  # every push of the batch gets the same error
                     results, version = [e] * len(batch), None
                 if version is not None:
@@ -347,14 +359,22 @@ class Store:
     async def _apply(
         self, space_id: str, requests: list[PushRequest], s: Any
     ) -> tuple[list[Any], int | None, list[tuple[str, str]]]:
-        space = await self.spaces.find_one({"_id": space_id}, {"version": 1}, session=s)
+        # Bump the version first: one round trip instead of a read and a write, and a
+        # concurrent writer to this space conflicts at once. Rolled back if nothing changed.
+        space = await self.spaces.find_one_and_update(
+            {"_id": space_id},
+            {"$inc": {"version": 1}, "$set": {"modified": _now()}},
+            {"version": 1},
+            return_document=ReturnDocument.AFTER,
+            session=s,
+        )
         if space is None:
             raise space_not_found(space_id)
         group_ids = list({r.client_group_id for r in requests})
         client_ids = list({m.client_id for r in requests for m in r.mutations})
         batch = _Batch(
             space_id=space_id,
-            version=space["version"] + 1,
+            version=space["version"],
             entries=Entries(self.entries, space_id, s),
             groups={
                 g["_id"]: g async for g in self.client_groups.find({"_id": {"$in": group_ids}}, session=s)
@@ -376,8 +396,11 @@ class Store:
                 {"_id": {"$in": sorted(batch.touched_groups)}}, {"$set": {"lastSeen": _now()}}, session=s
             )
         entry_ops = batch.entries.operations(batch.version)
-        if not entry_ops and not batch.changed_clients:
-            return results, None, batch.outcomes  # nothing changed: the version stays
+        if not entry_ops and not batch.changed_clients:  # nothing changed: the version stays
+            if not batch.new_groups and not batch.touched_groups:
+                raise _Unchanged(results, batch.outcomes)
+            await self.spaces.update_one({"_id": space_id}, {"$inc": {"version": -1}}, session=s)
+            return results, None, batch.outcomes
         if entry_ops:
             await self.entries.bulk_write(entry_ops, ordered=True, session=s)
         await self.clients.bulk_write(
@@ -402,13 +425,6 @@ class Store:
             ordered=True,
             session=s,
         )
-        updated = await self.spaces.update_one(
-            {"_id": space_id, "version": space["version"]},
-            {"$set": {"version": batch.version, "modified": _now()}},
-            session=s,
-        )
-        if updated.matched_count != 1:
-            raise RuntimeError(f"space {space_id} version moved inside a transaction")
         return results, batch.version, batch.outcomes
 
     async def _apply_push(self, batch: _Batch, request: PushRequest) -> dict[str, Any]:
