@@ -1,26 +1,43 @@
 """PokeHub: per-space condition queues that wake Server-Sent Event listeners.
 
-A space's entry exists only while it has listeners. A poke bumps the space's
-sequence number and notifies its Condition; each listener compares the number with
-the last one it answered, so pokes that land while it is busy are not lost and a
-burst of commits collapses into one frame.
+A space's entry exists only while it has listeners. A poke schedules one write of the
+pre-encoded `poke` frame to every listener of the space on the next loop turn; pokes
+that arrive before it runs coalesce into it, and none after it is lost (each schedules
+the next). Handlers sleep on the space's Condition with the heartbeat as timeout and
+wake only to send a `beat` or, at shutdown, to end their stream.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream, StreamBufferFullError
 from tornado.locks import Condition
 
 from server import metrics
 
-# Every frame is encoded once, here; each listener writes the same bytes object.
-POKE = b"data: poke\n\n"
-BEAT = b"data: beat\n\n"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An SSE frame encoded once: as is, and as one HTTP/1.1 chunk."""
+
+    raw: bytes
+    chunk: bytes
+
+
+def frame(text: bytes) -> Frame:
+    return Frame(text, b"%x\r\n%s\r\n" % (len(text), text))
+
+
+POKE = frame(b"data: poke\n\n")
+BEAT = frame(b"data: beat\n\n")
 
 
 def hello_frame() -> bytes:
@@ -28,11 +45,43 @@ def hello_frame() -> bytes:
     return b"retry: %d\ndata: hello\n\n" % random.randint(1000, 5000)
 
 
+@dataclass(eq=False)
+class Listener:
+    """One SSE connection, written to by the hub without waking its handler."""
+
+    stream: IOStream
+    chunked: bool  # Tornado frames the body in chunks for HTTP/1.1 requests
+
+    def send(self, frame: Frame) -> None:
+        data = frame.chunk if self.chunked else frame.raw
+        stream = self.stream
+        if stream.closed():
+            return
+        try:
+            if not stream.writing() and type(stream) is IOStream:
+                # Nothing queued: straight into the kernel buffer, one syscall, no future.
+                try:
+                    sent = stream.socket.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            stream.write(data)  # behind what is queued; capped at max_write_buffer_size
+        except StreamBufferFullError:
+            log.info("dropping a stuck poke listener")
+            stream.close()
+        except OSError:  # the peer is gone
+            stream.close()
+
+
 @dataclass
 class SpaceChannel:
+    # Notified only at shutdown; listeners wait on it with the heartbeat as timeout.
     cond: Condition = field(default_factory=Condition)
-    seq: int = 0
     listeners: int = 0
+    streams: set[Listener] = field(default_factory=set)
+    seq: int = 0  # pokes asked for, coalesced or not (observable in tests)
     waking: bool = False
 
 
@@ -50,30 +99,36 @@ class PokeHub:
         if channel is None:
             return
         channel.seq += 1
-        if not channel.waking:
-            # Wake the listeners on the next loop turn, so the pushes of this commit are
-            # answered before a thousand listeners' writes, not behind them.
-            channel.waking = True
-            IOLoop.current().add_callback(self._wake, channel)
+        if channel.waking:
+            return  # a poke is already due for this space: commits coalesce into it
+        # Write on the next loop turn, so the pushes of this commit are answered before a
+        # thousand listeners' writes, not behind them.
+        channel.waking = True
+        IOLoop.current().add_callback(self._wake, channel)
 
     @staticmethod
     def _wake(channel: SpaceChannel) -> None:
         channel.waking = False
-        channel.cond.notify_all()
+        for listener in list(channel.streams):  # a failed send may remove one
+            listener.send(POKE)
         metrics.pokes_sent(channel.listeners)
 
     @contextmanager
-    def listen(self, space_id: str) -> Iterator[SpaceChannel]:
+    def listen(self, space_id: str, listener: Listener | None = None) -> Iterator[SpaceChannel]:
+        """Register a listener (None: count one that only watches `seq`)."""
         channel = self._spaces.get(space_id)
         if channel is None:
             channel = self._spaces[space_id] = SpaceChannel()
         channel.listeners += 1
+        if listener is not None:
+            channel.streams.add(listener)
         self.listeners += 1
         self.changed.notify_all()
         try:
             yield channel
         finally:
             channel.listeners -= 1
+            channel.streams.discard(listener)  # type: ignore[arg-type]
             self.listeners -= 1
             if channel.listeners == 0:
                 del self._spaces[space_id]
@@ -102,7 +157,6 @@ class PokeHub:
         """Wake every listener; they end their streams (shutdown)."""
         self.closing = True
         for channel in self._spaces.values():
-            channel.seq += 1
             channel.cond.notify_all()
 
     async def close(self, timeout: float = 10.0) -> bool:

@@ -343,8 +343,6 @@ class Store:
                     results, version = [e] * len(batch), None
                 if version is not None:
                     self._note_version(space_id, version)
-                    if self.on_commit:
-                        self.on_commit(space_id)
                 for q, result in zip(batch, results, strict=True):
                     if q.future.done():  # its caller went away
                         continue
@@ -352,6 +350,8 @@ class Store:
                         q.future.set_exception(result)
                     else:
                         q.future.set_result(result)
+                if version is not None and self.on_commit:
+                    self.on_commit(space_id)  # after the answers: pushers go before the fan-out
         finally:
             del self._runners[space_id]
             del self._queues[space_id]

@@ -1,9 +1,10 @@
 """GET /api/replicache/poke?spaceID=…: a Server-Sent Events stream of pokes.
 
-Each listener is its own coroutine that sleeps on its space's Condition. Writes are
-never awaited: a frame goes into the connection's IOStream buffer, whose size is
-capped (poke_buffer_bytes), so a client that stops reading fills its own buffer and
-is dropped, and never holds up anyone else.
+Each listener is a coroutine asleep on its space's Condition (heartbeat as timeout);
+pokes are written to its connection by the hub (server/pokes.py) without waking it.
+Writes are never awaited: a frame goes into the connection's buffers, whose size is
+capped (poke_buffer_bytes), so a client that stops reading fills its own buffer and is
+dropped, and never holds up anyone else.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from tornado.iostream import StreamBufferFullError
-
 from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
-from server.pokes import BEAT, POKE, hello_frame
+from server.pokes import BEAT, Listener, hello_frame
 from server.protocol import RequestError
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,8 @@ class PokeHandler(JSONHandler):
         self.set_header("X-Accel-Buffering", "no")
         heartbeat = timedelta(seconds=self.config.heartbeat_seconds)
         stream = self.request.connection.stream  # type: ignore[attr-defined]
-        with self.hub.listen(space_id) as channel:
-            seen = channel.seq
+        listener = Listener(stream, chunked=self.request.version == "HTTP/1.1")
+        with self.hub.listen(space_id, listener) as channel:
             self.write(hello_frame())
             self.flush()
             if stream.closed():  # the client hung up before its stream began
@@ -52,29 +51,17 @@ class PokeHandler(JSONHandler):
             limit = self.config.poke_buffer_bytes
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
             stream.max_write_buffer_size = limit
-            while True:
-                if self._closed:
-                    return
-                if channel.seq == seen:
-                    self._wait = channel.cond.wait(timeout=heartbeat)
-                    try:
-                        await self._wait
-                    except asyncio.CancelledError:  # on_connection_close
-                        return
-                    self._wait = None
-                if self._closed:
-                    return
-                if self.hub.closing:
-                    break
-                frame = POKE if channel.seq != seen else BEAT
-                seen = channel.seq
-                self.write(frame)
+            while not self.hub.closing:
+                self._wait = channel.cond.wait(timeout=heartbeat)
                 try:
-                    self.flush()  # not awaited: a slow client must not stall this loop
-                except StreamBufferFullError:
-                    log.info("dropping a stuck poke listener of space %s", space_id)
-                    stream.close()
+                    notified = await self._wait
+                except asyncio.CancelledError:  # on_connection_close
                     return
+                self._wait = None
+                if self._closed or stream.closed():
+                    return
+                if not notified:
+                    listener.send(BEAT)
         stream.max_write_buffer_size = None  # the stream's last 5 bytes always fit
         self.finish()  # shutdown: a clean end of the chunked stream
 
