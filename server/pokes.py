@@ -45,7 +45,7 @@ def hello_frame() -> bytes:
     return b"retry: %d\ndata: hello\n\n" % random.randint(1000, 5000)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Listener:
     """One SSE connection, written to by the hub without waking its handler."""
 

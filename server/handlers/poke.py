@@ -48,6 +48,9 @@ class PokeHandler(JSONHandler):
             # Bounded buffers, so a client that stops reading is found out and dropped:
             # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
             # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
+            # Template helpers (a namespace of bound methods per handler) are never used by
+            # a stream; thousands of idle listeners should not each keep them.
+            self.ui = None  # type: ignore[assignment]
             limit = self.config.poke_buffer_bytes
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
             stream.max_write_buffer_size = limit
