@@ -82,8 +82,24 @@ class SSE:
             return None
         return body[:-2]
 
+    async def wait_for(self, data: str, timeout: float = 10.0) -> None:
+        """Read frames until one carries `data` (others, e.g. beats, are skipped)."""
+        async with asyncio.timeout(timeout):
+            while (got := await self.data(timeout)) != data:
+                if got is None:
+                    raise EOFError(f"the stream ended before {data!r}")
+
     def close(self) -> None:
         self.writer.close()
+
+
+async def listen(base_url: str, space: str, timeout: float = 10.0) -> SSE:
+    """A poke stream the server has registered (it sent hello)."""
+    sse = await SSE.open(base_url, space, timeout)
+    if sse.status != 200:
+        raise RuntimeError(f"poke stream refused: {sse.status}")
+    await sse.wait_for("hello", timeout)
+    return sse
 
 
 async def stuck_socket(base_url: str, space: str) -> socket.socket:

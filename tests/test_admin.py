@@ -18,7 +18,7 @@ from server.handlers.admin import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
 from tests.helpers import mutation, uid
-from tests.sse_client import SSEStream
+from tests.sse import SSE
 
 pytestmark = pytest.mark.gen_test
 
@@ -193,14 +193,14 @@ async def test_create_and_delete_a_space(settings, api, http_client, base_url):
     pulled = await api.pull(space, "g1")
     cookie = pulled.body["cookie"]
     assert (await api.pull(space, "g1", cookie)).status == 200  # the in-memory fast path knows it
-    stream = await SSEStream(base_url, space).open()
+    stream = await SSE.open(base_url, space)
     try:
         await stream.wait_for("hello")
         status, body, _ = await call(http_client, base_url, "DELETE", f"/admin/api/spaces/{space}")
         assert status == 200 and body == {"deleted": space}
         await stream.wait_for("poke")  # the final poke: the client pulls and learns
     finally:
-        await stream.close()
+        stream.close()
     r = await api.pull(space, "g1", cookie)
     assert r.status == 404 and r.body["error"] == "SpaceNotFound"
     assert (await api.push(space, "g1", [mutation(2, uid("c-"))])).status == 404

@@ -24,7 +24,7 @@ from server.pokes import PokeHub
 from server.store import Store
 from tests.helpers import mutation, uid
 from tests.live import LiveServer
-from tests.sse_client import SSEStream
+from tests.sse import SSE
 
 pytestmark = pytest.mark.gen_test
 
@@ -118,7 +118,7 @@ async def test_refused_counter_for_caps(http_client, base_url):
 async def test_sse_listener_gauge_and_pokes(api, http_client, base_url):
     space = await api.create_space()
     before = await scrape(http_client, base_url)
-    stream = await SSEStream(base_url, space).open()
+    stream = await SSE.open(base_url, space)
     try:
         await stream.wait_for("hello")
         during = await scrape(http_client, base_url)
@@ -129,7 +129,7 @@ async def test_sse_listener_gauge_and_pokes(api, http_client, base_url):
         after_poke = await scrape(http_client, base_url)
         assert delta(after_poke, before, "replicache_pokes_total") == 1
     finally:
-        await stream.close()
+        stream.close()
     # The server sees the close asynchronously: poll until the gauge drops.
     deadline = time.monotonic() + 10
     while True:

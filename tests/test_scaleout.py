@@ -19,7 +19,7 @@ from server.store import Store
 from server.watcher import Watcher
 from tests.helpers import Api, mutation, uid
 from tests.live import LiveServer
-from tests.sse_listener import listen
+from tests.sse import listen
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
@@ -44,7 +44,7 @@ async def test_push_through_b_pokes_listener_on_a(pair):
     try:
         r = await api_b.push(space, "writer", [mutation(2, "w1", args=3)])
         assert r.status == 200
-        await listener.poke(timeout=1.0)
+        await listener.wait_for("poke", timeout=1.0)
         after = (await api_a.pull(space, "reader", before["cookie"])).body
         assert after["cookie"] > before["cookie"]
         assert after["patch"] == [{"op": "put", "key": "count", "value": 7}]
@@ -86,7 +86,7 @@ async def test_watcher_resumes_after_database_restart(tmp_path):
             listener = await listen(a.url, space)
             try:
                 assert (await api_b.push(space, "g", [mutation(1, "c")])).status == 200
-                await listener.poke(timeout=1.0)
+                await listener.wait_for("poke", timeout=1.0)
 
                 # The database goes away for longer than the driver's own resume attempt
                 # (server selection, 5 s): the watcher's loop must resume from its token.
@@ -96,7 +96,7 @@ async def test_watcher_resumes_after_database_restart(tmp_path):
                 await wait_for_line(a, "change stream resumed")
 
                 assert await push_until_200(api_b, space, "g", [mutation(2, "c", args=10)])
-                await listener.poke(timeout=5.0)
+                await listener.wait_for("poke", timeout=5.0)
                 assert await api_a.view(space) == {"count": 11}
                 assert not any("afresh" in line for line in a.output)  # resumed from the token
             finally:
@@ -181,7 +181,7 @@ async def test_processes_2_serves_and_stops(tmp_path):
                 api.http.close()
                 api.http = AsyncHTTPClient(force_instance=True)
                 assert (await api.push(space, "g", [mutation(i, "c")])).status == 200
-                await listener.poke(timeout=5.0)
+                await listener.wait_for("poke", timeout=5.0)
             assert await api.view(space) == {"count": 10}
         finally:
             listener.close()
