@@ -126,7 +126,7 @@ def _check_strings(value: Any) -> None:
                 raise bad("body has a string with a lone UTF-16 surrogate", "InvalidJSON") from None
 
 
-def _object(body: Any, what: str) -> dict[str, Any]:
+def json_object(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad(f"{what} body must be a JSON object")
     return body
@@ -158,7 +158,7 @@ def request_version(body: dict[str, Any], field: str) -> int:
 
 
 def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
-    body = _object(body, "push")
+    body = json_object(body, "push")
     group = _string(body, "clientGroupID")
     raw = body.get("mutations")
     if not isinstance(raw, list):
@@ -195,7 +195,7 @@ def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
 
 
 def parse_pull(body: Any) -> PullRequest:
-    body = _object(body, "pull")
+    body = json_object(body, "pull")
     cookie = body.get("cookie")
     if cookie is not None:
         # Our cookies are the space version: a non-negative integer.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -75,3 +76,21 @@ class Api:
         r = await self.pull(space, uid("viewer-"))
         assert r.status == 200, r.body
         return {op["key"]: op["value"] for op in r.body["patch"] if op["op"] == "put"}
+
+
+# Debian's chromium, never a browser download; these flags keep it off the closed network.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    assert path, "no chromium on PATH: `make test` installs Debian's (apt-get install chromium)"
+    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from tornado.web import create_signed_value
 from server.handlers.admin import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
-from tests.helpers import mutation, uid
+from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid
 from tests.sse import SSE
 
 pytestmark = pytest.mark.gen_test
@@ -27,15 +26,6 @@ ADMIN = [{"admin_token": TOKEN}]
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 UNAUTHORIZED_PAGE = "Failed to load resource: the server responded with a status of 401"
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 async def set_value(tx: Any, args: Any) -> None:
@@ -285,8 +275,6 @@ async def test_cookie_from_another_token_is_refused(settings, http_client, base_
 @pytest.mark.parametrize("settings", ADMIN, indirect=True)
 @pytest.mark.gen_test(timeout=120)
 async def test_admin_page_in_chromium(settings, api, base_url):
-    executable = shutil.which("chromium")
-    assert executable, "Debian chromium is required (apt-get install -y chromium)"
     space = await api.create_space(uid("demo-"))
     for name in ("todo-list", "whiteboard", "team-notes"):
         other = await api.create_space(uid(f"{name}-"))
@@ -297,7 +285,7 @@ async def test_admin_page_in_chromium(settings, api, base_url):
     artifacts.mkdir(exist_ok=True)
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         try:
             page = await browser.new_page(viewport={"width": 1200, "height": 760})
             errors: list[str] = []

@@ -6,35 +6,24 @@ Screenshots go to test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from tests.helpers import CHROMIUM_FLAGS, chromium
 from tests.live import ROOT, LiveServer
 
 ARTIFACTS = ROOT / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SYNC_MS = 3000  # the bound for a click to show up in the other browser
 SPACE_URL = re.compile(r"/space/([A-Za-z0-9_-]{1,64})(\?|$)")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "no chromium on PATH: `make test` installs Debian's (apt-get install chromium)"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=FLAGS)
+        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
 

@@ -23,7 +23,7 @@ from server.admin_store import AdminStore, check_limit, check_offset, check_sear
 from server.config import Settings
 from server.handlers.base import JSONHandler
 from server.pokes import PokeHub
-from server.protocol import RequestError, bad, check_space_id
+from server.protocol import RequestError, check_space_id, json_object
 from server.store import Store
 
 COOKIE = "replicache_admin"
@@ -175,9 +175,7 @@ class SpacesAPI(AdminAPIHandler):
         )
 
     async def post(self) -> None:
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad("body must be a JSON object")
+        body = json_object(self.json_body(), "createSpace")
         wanted = body.get("spaceID") or None
         if wanted is not None:
             check_space_id(wanted)

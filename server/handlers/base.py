@@ -88,15 +88,8 @@ class JSONHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, RequestError):
-            log.info(
-                "%s %s -> %d %s: %s",
-                self.request.method,
-                self.request.uri,
-                value.status,
-                value.error,
-                value.message,
-            )
-        elif isinstance(value, (ServerSelectionTimeoutError, ConnectionFailure)):
+            return  # a client's mistake: the access log line has its error and message
+        if isinstance(value, (ServerSelectionTimeoutError, ConnectionFailure)):
             log.warning("%s %s -> 503: %s", self.request.method, self.request.uri, value)
         else:
             super().log_exception(typ, value, tb)

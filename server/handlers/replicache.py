@@ -10,8 +10,8 @@ from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.limits import LimitedBody, rate_limited
 from server.protocol import (
-    bad,
     check_space_id,
+    json_object,
     parse_pull,
     parse_push,
     request_version,
@@ -25,9 +25,7 @@ class PushHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
         user_id = authorize(self, space_id)
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad("push body must be a JSON object")
+        body = json_object(self.json_body(), "push")
         if request_version(body, "pushVersion") != 1:
             self.write_json(version_not_supported("push"))
             return
@@ -42,9 +40,7 @@ class PullHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
         user_id = authorize(self, space_id)
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad("pull body must be a JSON object")
+        body = json_object(self.json_body(), "pull")
         if request_version(body, "pullVersion") != 1:
             self.write_json(version_not_supported("pull"))
             return
@@ -54,9 +50,7 @@ class PullHandler(LimitedBody, JSONHandler):
 @stream_request_body
 class CreateSpaceHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad("createSpace body must be a JSON object")
+        body = json_object(self.json_body(), "createSpace")
         wanted = body.get("spaceID")
         if wanted is not None:
             check_space_id(wanted)
@@ -67,9 +61,7 @@ class CreateSpaceHandler(LimitedBody, JSONHandler):
 @stream_request_body
 class SpaceExistsHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise bad("spaceExists body must be a JSON object")
+        body = json_object(self.json_body(), "spaceExists")
         space_id = check_space_id(body.get("spaceID"))
         self.write_json({"spaceExists": await self.store.space_exists(space_id)})
 
