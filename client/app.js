@@ -21,6 +21,9 @@ function pullInterval(params) {
   return Number.isInteger(ms) && ms >= 1000 ? ms : DEFAULT_PULL_INTERVAL_MS;
 }
 
+// Set by the server when it requires tokens (--auth-secret); empty otherwise.
+const auth = document.querySelector('meta[name="replicache-auth"]')?.content ?? "";
+
 const rep = new Replicache({
   // The space is part of the name: each space gets its own local store and cookie.
   name: `counter-${spaceID}`,
@@ -28,7 +31,15 @@ const rep = new Replicache({
   pullURL: `${api}/pull?${query}`,
   pullInterval: pullInterval(new URLSearchParams(location.search)),
   mutators,
+  auth,
 });
+if (auth) {
+  // On a 401 (say, an expired token) Replicache asks for a new one and retries.
+  rep.getAuth = async () => {
+    const response = await fetch(`/space/${encodeURIComponent(spaceID)}/auth`);
+    return response.ok ? (await response.json()).auth : null;
+  };
+}
 globalThis.rep = rep; // for the browser console and the browser test
 
 const $ = (id) => document.getElementById(id);
@@ -67,7 +78,9 @@ button.addEventListener("click", () => {
 button.disabled = false;
 
 // Pokes: the server says "pull soon" after every commit to this space.
-const events = new EventSource(`${api}/poke?${query}`);
+// EventSource cannot send headers: the token goes in the query, on this stream only.
+const authQuery = auth ? `&auth=${encodeURIComponent(auth)}` : "";
+const events = new EventSource(`${api}/poke?${query}${authQuery}`);
 events.addEventListener("message", (event) => {
   if (event.data === "poke") rep.pull();
 });

@@ -5,7 +5,10 @@ Screenshots go to test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -157,3 +160,34 @@ def test_offline_clicks_wait_and_then_sync(open_tab, live_server):
     expect(a.page.locator("#pending")).to_have_text("0", timeout=15_000)
     expect(a.page.locator("#count")).to_have_text("2")
     assert b.errors == []
+
+
+def test_page_passes_a_token_when_the_server_requires_one(browser, client_dist, tmp_path):
+    secret = "browser-test-secret-" + "s" * 16
+    with LiveServer(data_dir=tmp_path, env={"AUTH_SECRET": secret}) as server:
+        contexts = [browser.new_context() for _ in range(2)]
+        try:
+            a, b = (context.new_page() for context in contexts)
+            a.goto(server.url + "/?pullInterval=off")
+            expect(a).to_have_url(SPACE_URL)
+            b.goto(a.url)
+            for page in (a, b):
+                expect(page.locator("#count")).to_have_text("0")
+            a.click("#increment")
+            a.click("#increment")
+            # Pushes carry the token (Authorization), the poke stream its auth= parameter.
+            expect(b.locator("#count")).to_have_text("2", timeout=SYNC_MS)
+            expect(a.locator("#pending")).to_have_text("0")
+            space = space_of(a)
+            # The same pull without a token is refused: the token did the work above.
+            request = urllib.request.Request(
+                f"{server.url}/api/replicache/pull?spaceID={space}",
+                json.dumps({"clientGroupID": "g", "cookie": None, "pullVersion": 1}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 401
+        finally:
+            for context in contexts:
+                context.close()

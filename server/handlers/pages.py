@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import tornado.web
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from tornado.escape import xhtml_escape
 
+from server.auth import page_token
 from server.config import Settings
 from server.handlers.base import JSONHandler
 from server.pokes import PokeHub
@@ -122,6 +125,20 @@ class PageHandler(JSONHandler):
         )
 
 
+USER_COOKIE = "counter_user"
+USER_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+
+
+def page_user(handler: tornado.web.RequestHandler) -> str:
+    """The browser's user id for tokens: a random id kept in a cookie. The demo app has no
+    login, so every visitor is a user; a real app takes the id from its own sign-in."""
+    user = handler.get_cookie(USER_COOKIE)
+    if user is None or not USER_ID.fullmatch(user):
+        user = secrets.token_urlsafe(12)
+        handler.set_cookie(USER_COOKIE, user, httponly=True, samesite="Strict", path="/")
+    return user
+
+
 class NewSpaceHandler(PageHandler):
     async def get(self) -> None:
         space_id = await self.store.create_space()
@@ -150,7 +167,20 @@ class SpacePageHandler(PageHandler):
                 "The counter app has not been built: run `make run`, or `npm ci && npm run build`.",
             )
             return
+        token = page_token(self.config, space_id, page_user(self))
+        if token:  # the server wants tokens: hand this visitor one for this space
+            meta = f'<meta name="replicache-auth" content="{xhtml_escape(token)}">'
+            page = page.replace(b"</head>", meta.encode() + b"</head>", 1)
         self.write_html(page)
+
+
+class SpaceAuthHandler(JSONHandler):
+    """GET /space/<id>/auth: a fresh token for the page's Replicache `getAuth`."""
+
+    async def get(self, raw_id: str) -> None:
+        space_id = check_space_id(raw_id)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"auth": page_token(self.config, space_id, page_user(self))})
 
 
 class DistHandler(tornado.web.StaticFileHandler):
@@ -175,5 +205,6 @@ def routes(deps: dict[str, Any], dist: Path = DIST) -> list[tuple[Any, ...]]:
     return [
         (r"/", NewSpaceHandler, pages),
         (r"/space/([^/]*)", SpacePageHandler, pages),
+        (r"/space/([^/]*)/auth", SpaceAuthHandler, deps),
         (r"/static/dist/(.*)", DistHandler, {"path": str(dist), "bundle": bundle}),
     ]
