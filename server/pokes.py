@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tornado.ioloop import IOLoop
@@ -85,6 +84,22 @@ class SpaceChannel:
     waking: bool = False
 
 
+class Listening:
+    """PokeHub.listen's context manager: a slotted object, not a generator, because
+    thousands of idle listeners each hold one."""
+
+    __slots__ = ("hub", "space_id", "listener")
+
+    def __init__(self, hub: PokeHub, space_id: str, listener: Listener | None) -> None:
+        self.hub, self.space_id, self.listener = hub, space_id, listener
+
+    def __enter__(self) -> SpaceChannel:
+        return self.hub._add(self.space_id, self.listener)
+
+    def __exit__(self, *exc: object) -> None:
+        self.hub._remove(self.space_id, self.listener)
+
+
 class PokeHub:
     def __init__(self) -> None:
         self._spaces: dict[str, SpaceChannel] = {}
@@ -113,9 +128,12 @@ class PokeHub:
             listener.send(POKE)
         metrics.pokes_sent(channel.listeners)
 
-    @contextmanager
-    def listen(self, space_id: str, listener: Listener | None = None) -> Iterator[SpaceChannel]:
-        """Register a listener (None: count one that only watches `seq`)."""
+    def listen(self, space_id: str, listener: Listener | None = None) -> Listening:
+        """`with hub.listen(space, listener) as channel:` registers a listener for the
+        block (None: count one that only watches `seq`)."""
+        return Listening(self, space_id, listener)
+
+    def _add(self, space_id: str, listener: Listener | None) -> SpaceChannel:
         channel = self._spaces.get(space_id)
         if channel is None:
             channel = self._spaces[space_id] = SpaceChannel()
@@ -124,15 +142,16 @@ class PokeHub:
             channel.streams.add(listener)
         self.listeners += 1
         self.changed.notify_all()
-        try:
-            yield channel
-        finally:
-            channel.listeners -= 1
-            channel.streams.discard(listener)  # type: ignore[arg-type]
-            self.listeners -= 1
-            if channel.listeners == 0:
-                del self._spaces[space_id]
-            self.changed.notify_all()
+        return channel
+
+    def _remove(self, space_id: str, listener: Listener | None) -> None:
+        channel = self._spaces[space_id]
+        channel.listeners -= 1
+        channel.streams.discard(listener)  # type: ignore[arg-type]
+        self.listeners -= 1
+        if channel.listeners == 0:
+            del self._spaces[space_id]
+        self.changed.notify_all()
 
     def space_ids(self) -> list[str]:
         """Spaces that have listeners in this process."""

@@ -15,6 +15,8 @@ import socket
 from datetime import timedelta
 from typing import Any
 
+from tornado import httputil
+
 from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
@@ -48,9 +50,11 @@ class PokeHandler(JSONHandler):
             # Bounded buffers, so a client that stops reading is found out and dropped:
             # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
             # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
-            # Template helpers (a namespace of bound methods per handler) are never used by
-            # a stream; thousands of idle listeners should not each keep them.
+            # Thousands of idle listeners should not each keep what a stream no longer
+            # uses: template helpers (bound methods per handler) and, once sent, the
+            # response headers (finish() consults them only if they were never written).
             self.ui = None  # type: ignore[assignment]
+            self._headers = httputil.HTTPHeaders()
             limit = self.config.poke_buffer_bytes
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
             stream.max_write_buffer_size = limit
