@@ -151,11 +151,12 @@ class AdminStore:
 
     async def delete_space(self, space_id: str) -> None:
         """Delete a space and everything in it. The space document goes first, so any
-        push or pull from then on gets 404; listeners get a final poke to find out."""
+        push or pull from then on gets 404; listeners get a final poke to find out, then
+        their streams end (a reconnect gets a 404)."""
         result = await self.store.spaces.delete_one({"_id": check_space_id(space_id)})
         if result.deleted_count != 1:
             raise space_not_found(space_id)
         self.store.forget_space(space_id)
         for coll in (self.store.entries, self.store.clients, self.store.client_groups):
             await coll.delete_many({"spaceID": space_id})
-        self.hub.poke(space_id)
+        self.hub.end(space_id)

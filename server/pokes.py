@@ -82,6 +82,7 @@ class SpaceChannel:
     streams: set[Listener] = field(default_factory=set)
     seq: int = 0  # pokes asked for, coalesced or not (observable in tests)
     waking: bool = False
+    ended: bool = False  # the space was deleted: its streams end after a last poke
 
 
 class Listening:
@@ -171,6 +172,15 @@ class PokeHub:
             if not await self.changed.wait(timeout=deadline):
                 return done()
         return True
+
+    def end(self, space_id: str) -> None:
+        """The space is gone: poke its listeners a last time, then end their streams
+        (EventSource reconnects and gets a 404)."""
+        channel = self._spaces.get(space_id)
+        if channel is not None:
+            self.poke(space_id)  # written on the next loop turn, before the streams end
+            channel.ended = True
+            channel.cond.notify_all()
 
     def close_all(self) -> None:
         """Wake every listener; they end their streams (shutdown)."""

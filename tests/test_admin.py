@@ -170,7 +170,7 @@ async def test_space_view_entries_and_export(settings, api, http_client, base_ur
 
 
 @pytest.mark.parametrize("settings", ADMIN, indirect=True)
-async def test_create_and_delete_a_space(settings, api, http_client, base_url):
+async def test_create_and_delete_a_space(settings, api, http_client, base_url, hub):
     space = uid("del-")
     status, body, _ = await call(http_client, base_url, "POST", "/admin/api/spaces", {"spaceID": space})
     assert status == 201 and body == {"spaceID": space}
@@ -189,6 +189,8 @@ async def test_create_and_delete_a_space(settings, api, http_client, base_url):
         status, body, _ = await call(http_client, base_url, "DELETE", f"/admin/api/spaces/{space}")
         assert status == 200 and body == {"deleted": space}
         await stream.wait_for("poke")  # the final poke: the client pulls and learns
+        assert await stream.frame() is None and stream.ended  # then the stream ends cleanly
+        assert await hub.wait_until(lambda: hub.listener_count(space) == 0, timeout=5)
     finally:
         stream.close()
     r = await api.pull(space, "g1", cookie)

@@ -58,7 +58,7 @@ class PokeHandler(JSONHandler):
             limit = self.config.poke_buffer_bytes
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
             stream.max_write_buffer_size = limit
-            while not self.hub.closing:
+            while not self.hub.closing and not channel.ended:
                 self._wait = channel.cond.wait(timeout=heartbeat)
                 try:
                     notified = await self._wait
