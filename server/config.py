@@ -79,7 +79,10 @@ class Settings:
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
         """Flags win over environment variables, which win over defaults."""
         env = os.environ if env is None else env
-        parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+        parser = argparse.ArgumentParser(
+            prog="python -m server",
+            description="A Replicache sync server: push, pull and SSE pokes per space, on MongoDB.",
+        )
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             default = f.default
