@@ -342,7 +342,7 @@ class Store:
                 except Exception as e:  # every push of the batch gets the same error
                     results, version = [e] * len(batch), None
                 if version is not None:
-                    self._note_version(space_id, version)
+                    self.note_version(space_id, version)
                 for q, result in zip(batch, results, strict=True):
                     if q.future.done():  # its caller went away
                         continue
@@ -516,7 +516,7 @@ class Store:
         if version is None:  # refused with a 200 error body
             return body
         if epoch == self._versions_epoch:
-            self._note_version(space_id, version)
+            self.note_version(space_id, version)
         self._remember_group(group_id, space_id, request.user_id)
         return body
 
@@ -565,8 +565,9 @@ class Store:
         }
         return encode_pull_response(version, lmids, ops), version
 
-    def _note_version(self, space_id: str, version: int) -> None:
-        # max(): a pull that read an older snapshot must not move the cache back.
+    def note_version(self, space_id: str, version: int) -> None:
+        """A committed version: this process's, or one seen on the change stream.
+        max(): a pull that read an older snapshot must not move the cache back."""
         self._versions[space_id] = max(version, self._versions.get(space_id, version))
 
     def forget_space(self, space_id: str) -> None:
@@ -575,10 +576,6 @@ class Store:
     def known_version(self, space_id: str) -> int | None:
         """The newest committed version of the space this process knows of, if any."""
         return self._versions.get(space_id)
-
-    def note_version(self, space_id: str, version: int) -> None:
-        """A commit seen on the change stream, maybe made by another process."""
-        self._note_version(space_id, version)
 
     def forget_versions(self) -> None:
         """The change stream missed commits: no known version can be trusted."""

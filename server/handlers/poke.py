@@ -10,7 +10,6 @@ dropped, and never holds up anyone else.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from datetime import timedelta
 from typing import Any
@@ -22,8 +21,6 @@ from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
 from server.pokes import BEAT, Listener, hello_frame
 from server.protocol import RequestError
-
-log = logging.getLogger(__name__)
 
 
 class PokeHandler(JSONHandler):
@@ -50,14 +47,14 @@ class PokeHandler(JSONHandler):
             # Bounded buffers, so a client that stops reading is found out and dropped:
             # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
             # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
+            limit = self.config.poke_buffer_bytes
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+            stream.max_write_buffer_size = limit
             # Thousands of idle listeners should not each keep what a stream no longer
             # uses: template helpers (bound methods per handler) and, once sent, the
             # response headers (finish() consults them only if they were never written).
             self.ui = None  # type: ignore[assignment]
             self._headers = httputil.HTTPHeaders()
-            limit = self.config.poke_buffer_bytes
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
-            stream.max_write_buffer_size = limit
             while not self.hub.closing and not channel.ended:
                 self._wait = channel.cond.wait(timeout=heartbeat)
                 try:
@@ -70,7 +67,7 @@ class PokeHandler(JSONHandler):
                 if not notified:
                     listener.send(BEAT)
         stream.max_write_buffer_size = None  # the stream's last 5 bytes always fit
-        self.finish()  # shutdown: a clean end of the chunked stream
+        self.finish()  # shutdown or a deleted space: a clean end of the chunked stream
 
     def check_caps(self, space_id: str) -> None:
         if self.hub.listener_count(space_id) >= self.config.poke_max_per_space:
