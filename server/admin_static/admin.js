@@ -47,6 +47,7 @@ function setupSpace() {
   const live = document.getElementById("live");
   let refreshing = null;
   let again = false;
+  let deleting = false;
 
   async function refresh() {
     // Re-render through the server's own template: fetch this page, swap the live part.
@@ -66,6 +67,7 @@ function setupSpace() {
 
   function schedule() {
     // One refresh at a time; pokes landing meanwhile cause one more.
+    if (deleting) return;
     if (refreshing) {
       again = true;
       return;
@@ -96,11 +98,15 @@ function setupSpace() {
   document.getElementById("delete-space").addEventListener("click", async () => {
     const sure = confirm(`Delete space "${spaceID}" with all its entries and clients? This cannot be undone.`);
     if (!sure) return;
+    // The delete pokes this page: no refresh may run into the 404 it causes.
+    deleting = true;
+    await refreshing?.catch(() => {});
     const response = await fetch("/admin/api/spaces/" + encodeURIComponent(spaceID), {
       method: "DELETE",
       headers: WRITE,
     });
     if (!response.ok) {
+      deleting = false;
       showMessage(await apiError(response));
       return;
     }
