@@ -42,17 +42,19 @@ async def collect(store: Store, ttl_seconds: float, now: datetime | None = None)
     """Remove every group idle for ttl_seconds (as of `now`); returns how many."""
     now = now or datetime.now(UTC)
     idle = _idle(now - timedelta(seconds=ttl_seconds))
-    found = [g["_id"] async for g in store.client_groups.find(idle, {"_id": 1})]
+    found = [(g["_id"], g["spaceID"]) async for g in store.client_groups.find(idle, {"spaceID": 1})]
     removed = 0
-    for group_id in found:
+    for group_id, space_id in found:
 
-        async def remove(s: Any, group_id: str = group_id) -> int:
+        async def remove(s: Any, group_id: str = group_id, space_id: str = space_id) -> int:
             done = await store.client_groups.update_one(
                 {"_id": group_id, **idle}, {"$set": {"removed": now}}, session=s
             )
             if done.modified_count == 0:  # seen again meanwhile
                 return 0
             await store.clients.delete_many({"clientGroupID": group_id}, session=s)
+            # A new version, so no process pushes on from what it knew of these clients.
+            await store.spaces.update_one({"_id": space_id}, {"$inc": {"version": 1}}, session=s)
             return 1
 
         if await store._transaction(remove):

@@ -3,7 +3,9 @@
 Per-space version strategy (spec 5.3). Every push batch is one multi-document
 transaction that stamps changed entries and clients with the space's next version.
 Pushes for one space are queued and applied by one runner at a time; with group
-commit, everything queued while a transaction runs goes into the next one.
+commit, everything queued while a transaction runs goes into the next one. A transaction
+that finds the version this process's last commit made starts from what that commit
+knew (_Known) instead of reading it again.
 
 Collections:
   spaces        {_id: spaceID, version, created, modified}
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
 GROUP_CACHE_SIZE = 100_000
+KNOWN_SPACES = 1000  # spaces whose last committed state a push may start from
+KNOWN_MAX = 1000  # entries, groups or clients kept of one space
 WRITE_CONFLICT = 112  # MongoDB error code
 TOUCH_SECONDS = 3600.0  # a group's lastSeen is refreshed when older than this (client GC)
 
@@ -86,12 +90,15 @@ class Entries:
     """The space's entries as one batch sees them: database rows read on demand
     inside the transaction, overlaid with the batch's own writes."""
 
-    def __init__(self, coll: Any, space_id: str, session: Any) -> None:
+    def __init__(
+        self, coll: Any, space_id: str, session: Any, known: dict[str, str | None] | None = None
+    ) -> None:
         self._coll = coll
         self._space_id = space_id
         self._session = session
-        self.current: dict[str, str | None] = {}  # key -> JSON text, None = absent
-        self.live_in_db: dict[str, bool] = {}
+        # key -> JSON text, None = absent; `known`: what the database holds, read earlier
+        self.current: dict[str, str | None] = known or {}
+        self.live_in_db: dict[str, bool] = {k: v is not None for k, v in self.current.items()}
         self.dirty: set[str] = set()
 
     async def get(self, key: str) -> str | None:
@@ -176,6 +183,20 @@ def _key(key: Any) -> str:
 
 
 @dataclass
+class _Known:
+    """A space as this process's last commit to it left it (the parts a push reads).
+    Still true for the next transaction if that finds exactly this version: every write
+    to a space's entries, clients or groups' tombstones bumps the version (new groups
+    from pulls do not, so only groups that exist are kept)."""
+
+    created: Any  # tells a space from one deleted and made again under its id
+    version: int
+    entries: dict[str, str | None]
+    groups: dict[str, dict[str, Any]]
+    clients: dict[str, dict[str, Any]]
+
+
+@dataclass
 class _Batch:
     """State shared by the pushes of one transaction attempt."""
 
@@ -241,6 +262,8 @@ class Store:
         # clientGroupID -> (spaceID, userID, monotonic time its lastSeen was written),
         # bindings already checked (bounded).
         self._group_space: OrderedDict[str, tuple[str, str | None, float]] = OrderedDict()
+        # spaceID -> what this process's last commit to it left (most recent last).
+        self._known: OrderedDict[str, _Known] = OrderedDict()
         self.touch_seconds = TOUCH_SECONDS
 
     async def init(self) -> None:
@@ -332,10 +355,12 @@ class Store:
                 batch, queue[:take] = queue[:take], []
                 requests = [q.request for q in batch]
                 try:
-                    results, version, outcomes = await self._transaction(
+                    results, version, outcomes, known = await self._transaction(
                         lambda s, requests=requests: self._apply(space_id, requests, s)
                     )
                     metrics.batch_committed(len(batch), outcomes, self.mutators)
+                    if known is not None:
+                        self._keep(space_id, known)
                 except _Unchanged as unchanged:  # rolled back: nothing to write
                     results, version = unchanged.results, None
                     metrics.batch_committed(len(batch), unchanged.outcomes, self.mutators)
@@ -358,28 +383,39 @@ class Store:
 
     async def _apply(
         self, space_id: str, requests: list[PushRequest], s: Any
-    ) -> tuple[list[Any], int | None, list[tuple[str, str]]]:
+    ) -> tuple[list[Any], int | None, list[tuple[str, str]], _Known | None]:
         # Bump the version first: one round trip instead of a read and a write, and a
         # concurrent writer to this space conflicts at once. Rolled back if nothing changed.
         space = await self.spaces.find_one_and_update(
             {"_id": space_id},
             {"$inc": {"version": 1}, "$set": {"modified": _now()}},
-            {"version": 1},
+            {"version": 1, "created": 1},
             return_document=ReturnDocument.AFTER,
             session=s,
         )
         if space is None:
             raise space_not_found(space_id)
-        group_ids = list({r.client_group_id for r in requests})
-        client_ids = list({m.client_id for r in requests for m in r.mutations})
+        version, created = space["version"], space.get("created")
+        # What our last commit left is what this transaction sees, unless someone else
+        # committed since: then read it all. Taken out, so an aborted attempt drops it.
+        known = self._known.pop(space_id, None)
+        if known is None or (known.created, known.version) != (created, version - 1):
+            known = _Known(created, version - 1, {}, {}, {})
+        groups, clients = known.groups, known.clients
+        group_ids = list({r.client_group_id for r in requests} - groups.keys())
+        client_ids = list({m.client_id for r in requests for m in r.mutations} - clients.keys())
+        if group_ids:
+            async for g in self.client_groups.find({"_id": {"$in": group_ids}}, session=s):
+                groups[g["_id"]] = g
+        if client_ids:
+            async for c in self.clients.find({"_id": {"$in": client_ids}}, session=s):
+                clients[c["_id"]] = c
         batch = _Batch(
             space_id=space_id,
-            version=space["version"],
-            entries=Entries(self.entries, space_id, s),
-            groups={
-                g["_id"]: g async for g in self.client_groups.find({"_id": {"$in": group_ids}}, session=s)
-            },
-            clients={c["_id"]: c async for c in self.clients.find({"_id": {"$in": client_ids}}, session=s)},
+            version=version,
+            entries=Entries(self.entries, space_id, s, known.entries),
+            groups=groups,
+            clients=clients,
         )
         results = []
         for request in requests:
@@ -400,7 +436,7 @@ class Store:
             if not batch.new_groups and not batch.touched_groups:
                 raise _Unchanged(results, batch.outcomes)
             await self.spaces.update_one({"_id": space_id}, {"$inc": {"version": -1}}, session=s)
-            return results, None, batch.outcomes
+            return results, None, batch.outcomes, None
         if entry_ops:
             await self.entries.bulk_write(entry_ops, ordered=True, session=s)
         await self.clients.bulk_write(
@@ -425,7 +461,8 @@ class Store:
             ordered=True,
             session=s,
         )
-        return results, batch.version, batch.outcomes
+        known = _Known(created, version, batch.entries.current, groups, clients)
+        return results, version, batch.outcomes, known
 
     async def _apply_push(self, batch: _Batch, request: PushRequest) -> dict[str, Any]:
         group_id = request.client_group_id
@@ -450,6 +487,7 @@ class Store:
             batch.new_groups.add(group_id)
         elif self._stale(group):
             batch.touched_groups.add(group_id)
+            group["lastSeen"] = _now()
         stopped: set[str] = set()
         for m in request.mutations:
             client = batch.clients.setdefault(
@@ -572,6 +610,14 @@ class Store:
 
     def forget_space(self, space_id: str) -> None:
         self._versions.pop(space_id, None)
+        self._known.pop(space_id, None)
+
+    def _keep(self, space_id: str, known: _Known) -> None:
+        if max(len(known.entries), len(known.groups), len(known.clients)) > KNOWN_MAX:
+            return  # a space this busy is read afresh
+        self._known[space_id] = known
+        if len(self._known) > KNOWN_SPACES:
+            self._known.popitem(last=False)
 
     def known_version(self, space_id: str) -> int | None:
         """The newest committed version of the space this process knows of, if any."""

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from server.protocol import RequestError, parse_pull, parse_push
+from server.store import Store
 from tests.helpers import mutation
 
 pytestmark = pytest.mark.gen_test
@@ -91,3 +92,60 @@ async def test_empty_push_binds_the_group_without_a_version(store):
     assert await store.space_version(a) == 0
     with pytest.raises(RequestError):
         await store.push(b, push_request("g", mutation(1, "c")))
+
+
+# A push starts from what this process's last commit left only while nobody else wrote
+# to the space since: another Store on the same database stands for another process.
+
+
+async def count_of(store, space: str) -> int:
+    body = await pull_body(store, space, "reader")
+    return body["patch"][0]["value"] if body["patch"] else 0
+
+
+async def test_push_sees_what_another_process_committed_in_between(store, mongo_client, db_name):
+    other = Store(mongo_client, db_name)
+    space = await store.create_space()
+    assert await store.push(space, push_request("g", mutation(1, "c", args=1))) == {}
+    assert await other.push(space, push_request("h", mutation(1, "d", args=10))) == {}
+    assert await other.push(space, push_request("g", mutation(2, "c", args=100))) == {}
+    # c's last mutation id is 2 now (written by the other process): 2 is skipped, 3 applies.
+    assert (
+        await store.push(space, push_request("g", mutation(2, "c", args=1000), mutation(3, "c", args=5)))
+        == {}
+    )
+    assert await count_of(store, space) == 116
+    body = await pull_body(store, space, "g")
+    assert body["lastMutationIDChanges"] == {"c": 3}
+
+
+async def test_push_into_a_space_deleted_and_made_again_reads_it_afresh(store, mongo_client, db_name):
+    other = Store(mongo_client, db_name)
+    space = await store.create_space()
+    assert await store.push(space, push_request("g", mutation(1, "c", args=1))) == {}
+    # Another process deletes the space and makes it again; the new one reaches the same
+    # version as the old one had.
+    for coll in (other.spaces, other.entries, other.clients, other.client_groups):
+        await coll.delete_many({"spaceID": space} if coll is not other.spaces else {"_id": space})
+    await other.create_space(space)
+    assert await other.push(space, push_request("h", mutation(1, "d", args=5))) == {}
+    # c is gone with the old space: its state is lost, and the new count is untouched.
+    assert await store.push(space, push_request("g", mutation(2, "c", args=1))) == {
+        "error": "ClientStateNotFound"
+    }
+    assert await count_of(store, space) == 5
+
+
+async def test_push_from_a_group_collected_by_another_process_is_refused(store, mongo_client, db_name):
+    from datetime import UTC, datetime, timedelta
+
+    from server import gc
+
+    other = Store(mongo_client, db_name)
+    space = await store.create_space()
+    assert await store.push(space, push_request("g", mutation(1, "c", args=1))) == {}
+    assert await gc.collect(other, 60, now=datetime.now(UTC) + timedelta(days=1)) == 1
+    assert await store.push(space, push_request("g", mutation(2, "c", args=1))) == {
+        "error": "ClientStateNotFound"
+    }
+    assert await count_of(store, space) == 1
