@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         embedded = EmbeddedMongo(settings.data_dir)
         uri, where = embedded.start(), f"embedded at {embedded.data_dir}"
     try:
-        run = prepare(settings, uri)
+        run = prepare(settings, uri, embedded=embedded is not None)
         asyncio.run(serve(settings, uri, where, run))
     finally:
         if embedded is not None and not workers.is_worker():  # the parent owns the database

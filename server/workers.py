@@ -40,12 +40,16 @@ class Run:
         return f", {self.processes} processes" if self.processes > 1 else ""
 
 
-def prepare(settings: Settings, uri: str) -> Run:
+def prepare(settings: Settings, uri: str, embedded: bool = False) -> Run:
     """Check the database, bind the sockets, fork the workers (if more than one).
-    Returns in each process that serves; the parent of workers returns only by SystemExit."""
+    Returns in each process that serves; the parent of workers returns only by SystemExit.
+
+    `embedded`: the database was started for this server alone. With one process every
+    commit is then its own, and a change stream would only cost each push its event."""
     processes = count(settings.processes)
-    watch = asyncio.run(change_streams_supported(uri, settings.db_name))
-    if not watch:
+    alone = embedded and processes == 1  # then every commit is this process's own
+    watch = not alone and asyncio.run(change_streams_supported(uri, settings.db_name))
+    if not watch and not alone:
         if processes > 1:
             raise SystemExit(
                 f"--processes {processes} needs a database with change streams (a MongoDB replica set):"

@@ -189,6 +189,25 @@ async def test_processes_2_serves_and_stops(tmp_path):
         assert sum("listening on" in line for line in server.output) == 1
         assert server.stop() == 0
         assert sum("exited normally" in line for line in server.output) == 2
+        assert sum("change stream opened" in line for line in server.output) == 2  # a watcher each
+
+
+async def test_one_process_on_its_embedded_database_runs_no_watcher(tmp_path):
+    # Nobody else can write to that database: its own commits poke its listeners.
+    with LiveServer("--log-level", "info", data_dir=tmp_path) as server:
+        api = Api(AsyncHTTPClient(force_instance=True), server.url)
+        space = await api.create_space()
+        listener = await listen(server.url, space)
+        try:
+            assert (await api.push(space, "g", [mutation(1, "c", args=7)])).status == 200
+            await listener.wait_for("poke", timeout=5.0)
+            assert await api.view(space) == {"count": 7}
+        finally:
+            listener.close()
+            api.http.close()
+        assert server.stop() == 0
+    assert any("listening on" in line for line in server.output)
+    assert not any("change stream" in line for line in server.output)
 
 
 async def test_workers_stop_when_the_parent_is_killed(tmp_path):
