@@ -262,6 +262,7 @@ class Store:
         # clientGroupID -> (spaceID, userID, monotonic time its lastSeen was written),
         # bindings already checked (bounded).
         self._group_space: OrderedDict[str, tuple[str, str | None, float]] = OrderedDict()
+        self._exists_checks: dict[str, asyncio.Future[Any]] = {}
         # spaceID -> what this process's last commit to it left (most recent last).
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self.touch_seconds = TOUCH_SECONDS
@@ -326,7 +327,14 @@ class Store:
         return new_id
 
     async def space_exists(self, space_id: str) -> bool:
-        return await self.spaces.find_one({"_id": space_id}, {"_id": 1}) is not None
+        # Concurrent checks of one space share one query: a burst of poke listeners
+        # connecting to a space would otherwise grow the connection pool by the burst.
+        pending = self._exists_checks.get(space_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self.spaces.find_one({"_id": space_id}, {"_id": 1}))
+            self._exists_checks[space_id] = pending
+            pending.add_done_callback(lambda _: self._exists_checks.pop(space_id, None))
+        return await asyncio.shield(pending) is not None
 
     async def space_version(self, space_id: str) -> int | None:
         doc = await self.spaces.find_one({"_id": space_id}, {"version": 1})

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 
 from server.protocol import RequestError, parse_pull, parse_push
 from server.store import Store
@@ -149,3 +150,30 @@ async def test_push_from_a_group_collected_by_another_process_is_refused(store, 
         "error": "ClientStateNotFound"
     }
     assert await count_of(store, space) == 1
+
+
+async def test_concurrent_checks_of_one_space_share_one_query(mongo_uri, db_name):
+    class Finds(monitoring.CommandListener):
+        count = 0
+
+        def started(self, event) -> None:
+            if event.command_name == "find" and event.command.get("find") == "spaces":
+                self.count += 1
+
+        def succeeded(self, event) -> None:
+            pass
+
+        def failed(self, event) -> None:
+            pass
+
+    finds = Finds()
+    client = AsyncMongoClient(mongo_uri, event_listeners=[finds])
+    try:
+        store = Store(client, db_name)
+        space = await store.create_space()
+        assert await asyncio.gather(*(store.space_exists(space) for _ in range(50))) == [True] * 50
+        assert await asyncio.gather(*(store.space_exists("nope") for _ in range(50))) == [False] * 50
+        assert finds.count == 2
+        assert await store.space_exists(space) and finds.count == 3  # a later check asks again
+    finally:
+        await client.close()
