@@ -4,9 +4,14 @@ commits, coalescing, isolation, lifecycle, caps and fan-out."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
+import socket
+import struct
+import weakref
 
 import pytest
+from tornado.iostream import IOStream
 
 from server.config import Settings
 from tests.helpers import mutation, uid
@@ -269,3 +274,31 @@ async def test_stuck_client_is_dropped_and_never_delays_the_others(api, base_url
         stuck.close()
         healthy.close()
     assert not errors(caplog)
+
+
+def server_stream(client_port: int) -> IOStream:
+    for o in gc.get_objects():
+        if type(o) is IOStream and not o.closed():
+            try:
+                if o.socket.getpeername()[1] == client_port:
+                    return o
+            except OSError:
+                continue
+    raise LookupError(client_port)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+async def test_a_listener_that_hangs_up_is_freed_without_the_garbage_collector(api, base_url, hub, reset):
+    space = await api.create_space()
+    sse = await listen(base_url, space)
+    sock = sse.writer.get_extra_info("socket")
+    stream = weakref.ref(server_stream(sock.getsockname()[1]))
+    gc.disable()  # what is freed now is freed by reference counting alone
+    try:
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sse.close()
+        assert await hub.wait_until(lambda: hub.listeners == 0, timeout=5)
+        assert await poll(lambda: stream() is None)
+    finally:
+        gc.enable()

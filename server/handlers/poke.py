@@ -83,6 +83,10 @@ class PokeHandler(JSONHandler):
 
     def on_connection_close(self) -> None:
         self._closed = True
+        # The stream keeps the error that closed it (a reset, mostly), whose traceback
+        # holds the stream's frames: a cycle only the garbage collector would break, so a
+        # thousand hung-up listeners would keep their memory until its next full pass.
+        self.request.connection.stream.error = None  # type: ignore[attr-defined]
         if self._wait is not None:
             self._wait.cancel()
         super().on_connection_close()
