@@ -96,10 +96,11 @@ class Listener(asyncio.Protocol):
         self.tail = text[-(len(POKE) - 1) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         if not self.hello.done():
             self.hello.set_exception(exc or ConnectionResetError("closed before hello"))
-        self.pool.on_lost(self)
+        if not self.closed:  # not closed by us: the server ended it
+            self.closed = True
+            self.pool.on_lost(self)
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -223,6 +224,7 @@ class Listeners:
                 sock = x.transport.get_extra_info("socket")
                 if sock is not None:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                x.closed = True  # its connection_lost comes later and is no loss
                 x.transport.abort()
                 closed += 1
         lost = self.lost_after_hello
