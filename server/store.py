@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_PUSHES = 200  # bounds one group-commit transaction
 GROUP_CACHE_SIZE = 100_000
-KNOWN_SPACES = 1000  # spaces whose last committed state a push may start from
-KNOWN_MAX = 1000  # entries, groups or clients kept of one space
+KNOWN_SPACES = 256  # spaces whose last committed state a push may start from
+KNOWN_MAX = 256  # entries, groups or clients kept of one space (bounds memory)
 WRITE_CONFLICT = 112  # MongoDB error code
 TOUCH_SECONDS = 3600.0  # a group's lastSeen is refreshed when older than this (client GC)
 
