@@ -9,6 +9,8 @@ wake only to send a `beat` or, at shutdown, to end their stream.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import random
 from collections.abc import Callable
@@ -34,6 +36,20 @@ class Frame:
 def frame(text: bytes) -> Frame:
     return Frame(text, b"%x\r\n%s\r\n" % (len(text), text))
 
+
+# After this many listeners left (and at least half of the peak), give memory back.
+RECLAIM_AFTER = 1000
+RECLAIM_DELAY = 0.25  # seconds: lets the rest of a wave of hang-ups arrive first
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
 
 POKE = frame(b"data: poke\n\n")
 BEAT = frame(b"data: beat\n\n")
@@ -106,6 +122,9 @@ class PokeHub:
         self._spaces: dict[str, SpaceChannel] = {}
         self.listeners = 0
         self.closing = False
+        self.reclaims = 0  # times memory was given back (observable in tests)
+        self._peak = 0  # most listeners since the last reclaim
+        self._reclaim_due = False
         # Notified whenever a listener comes or goes: tests and shutdown wait on it.
         self.changed = Condition()
 
@@ -142,6 +161,7 @@ class PokeHub:
         if listener is not None:
             channel.streams.add(listener)
         self.listeners += 1
+        self._peak = max(self._peak, self.listeners)
         self.changed.notify_all()
         return channel
 
@@ -152,7 +172,23 @@ class PokeHub:
         self.listeners -= 1
         if channel.listeners == 0:
             del self._spaces[space_id]
+        gone = self._peak - self.listeners
+        if gone >= RECLAIM_AFTER and self.listeners <= self._peak // 2 and not self._reclaim_due:
+            self._reclaim_due = True
+            IOLoop.current().call_later(RECLAIM_DELAY, self._reclaim)
         self.changed.notify_all()
+
+    def _reclaim(self) -> None:
+        """Thousands of connections just ended. A full collection empties the interpreter's
+        free lists (which pin the allocator's arenas) and malloc_trim hands freed pages
+        back: the server's RSS falls back towards what its remaining listeners need."""
+        self._reclaim_due = False
+        gone, self._peak = self._peak - self.listeners, self.listeners
+        gc.collect()
+        if MALLOC_TRIM is not None:
+            MALLOC_TRIM(0)
+        self.reclaims += 1
+        log.info("gave memory back after %d poke listeners left", gone)
 
     def space_ids(self) -> list[str]:
         """Spaces that have listeners in this process."""

@@ -13,6 +13,7 @@ import weakref
 import pytest
 from tornado.iostream import IOStream
 
+from server import pokes
 from server.config import Settings
 from tests.helpers import mutation, uid
 from tests.sse import SSE, address, poke_request, stuck_socket
@@ -302,3 +303,23 @@ async def test_a_listener_that_hangs_up_is_freed_without_the_garbage_collector(a
         assert await poll(lambda: stream() is None)
     finally:
         gc.enable()
+
+
+async def test_memory_is_given_back_after_a_wave_of_hang_ups(hub, monkeypatch, caplog):
+    monkeypatch.setattr(pokes, "RECLAIM_DELAY", 0.0)
+    caplog.set_level("INFO", logger="server.pokes")
+    n = pokes.RECLAIM_AFTER
+    listening = [hub.listen("wave") for _ in range(2 * n)]
+    for one in listening:
+        one.__enter__()
+    for one in listening[: n - 1]:  # fewer than RECLAIM_AFTER gone: nothing to do
+        one.__exit__(None, None, None)
+    await asyncio.sleep(0.05)
+    assert hub.reclaims == 0
+    listening[n - 1].__exit__(None, None, None)
+    assert await poll(lambda: hub.reclaims == 1)
+    assert f"gave memory back after {n} poke listeners left" in caplog.text
+    for one in listening[n:]:  # the rest: counted from the listeners left at the last one
+        one.__exit__(None, None, None)
+    assert await poll(lambda: hub.reclaims == 2)
+    assert hub.listeners == 0 and hub.space_count() == 0
