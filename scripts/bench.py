@@ -44,10 +44,13 @@ from typing import Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import _bench_report as report  # noqa: E402
 from _bench_http import Connection, is_loopback, pull_body, push_body, split_url  # noqa: E402
 from _bench_load import raise_open_files_limit  # noqa: E402
+
+from server.embedded import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_bench_load.py"
@@ -123,14 +126,6 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid: int | None) -> int | None:

@@ -44,7 +44,8 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -63,7 +64,7 @@ class EmbeddedMongo:
 
     def start(self, timeout: float = 60.0, port: int | None = None) -> str:
         """port: reuse a known one (a restart that clients reconnect to); default a free one."""
-        self.port = port = port or _free_port(self.host)
+        self.port = port = port or free_port(self.host)
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:
