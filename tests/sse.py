@@ -94,11 +94,13 @@ class SSE:
 
 
 async def listen(base_url: str, space: str, timeout: float = 10.0) -> SSE:
-    """A poke stream the server has registered (it sent hello)."""
+    """A poke stream the server has registered: hello is its first frame."""
     sse = await SSE.open(base_url, space, timeout)
     if sse.status != 200:
-        raise RuntimeError(f"poke stream refused: {sse.status}")
-    await sse.wait_for("hello", timeout)
+        raise RuntimeError(f"poke stream refused: {sse.status} {sse.headers}")
+    first = await sse.data(timeout)
+    if first != "hello":
+        raise RuntimeError(f"the stream began with {first!r}, not hello")
     return sse
 
 

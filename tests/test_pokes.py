@@ -16,19 +16,11 @@ from tornado.iostream import IOStream
 from server import pokes
 from server.config import Settings
 from tests.helpers import mutation, uid
-from tests.sse import SSE, address, poke_request, stuck_socket
+from tests.sse import SSE, address, listen, poke_request, stuck_socket
 
 pytestmark = pytest.mark.gen_test
 
 FAST_BEAT = {"heartbeat_seconds": 0.05}
-
-
-async def listen(base_url: str, space: str) -> SSE:
-    """An SSE client that got its hello frame."""
-    sse = await SSE.open(base_url, space)
-    assert sse.status == 200, sse.headers
-    assert await sse.data() == "hello"
-    return sse
 
 
 async def bump(api, space: str) -> None:
