@@ -17,16 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pymongo import AsyncMongoClient  # noqa: E402
 
+from server.client_expiry import DAY  # noqa: E402
 from server.config import Settings  # noqa: E402
 from server.embedded import EmbeddedMongo  # noqa: E402
-from server.gc import DAY, collect  # noqa: E402
 from server.store import Store  # noqa: E402
 
 
 async def run(settings: Settings, uri: str) -> int:
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     try:
-        return await collect(Store(client, settings.db_name), settings.client_ttl_days * DAY)
+        store = Store(client, settings.db_name)
+        await store.init()
+        return await store.expire_groups(settings.client_ttl_days * DAY)
     finally:
         await client.close()
 

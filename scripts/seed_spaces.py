@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from server.protocol import SPACE_ID, RequestError, parse_json, parse_push
+from server.protocol import SPACE_ID, RequestError, parse_json, parse_pull, parse_push
 
 SHOWN_URLS = 5
 PROGRESS_FROM = 20  # spaces: below this no progress bar
@@ -217,7 +217,10 @@ class DirectSeeder:
 
     async def seed(self, space_id: str, values: dict[str, Any]) -> bool:
         group, client = seed_ids(space_id)
-        if await self.store.clients.find_one({"_id": client, "lastMutationID": {"$gte": 1}}, {"_id": 1}):
+        seen = json.loads(
+            await self.store.pull(space_id, parse_pull({"clientGroupID": group, "cookie": None}))
+        )
+        if seen.get("lastMutationIDChanges", {}).get(client, 0) >= 1:  # this seed was applied
             return False
         mutations = [
             {"id": i, "name": "seed-put", "args": {"key": k, "value": v}, "timestamp": 0, "clientID": client}

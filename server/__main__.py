@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
 import sys
@@ -13,14 +14,14 @@ import tornado.httpserver
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import gc, workers
+from server import client_expiry, workers
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
 from server.logs import setup_access_log
 from server.pokes import PokeHub
-from server.store import Store
-from server.watcher import Watcher, pull_cache_safe
+from server.store import SchemaTooNew, Store
+from server.watcher import Watcher
 from server.workers import Run, prepare
 
 log = logging.getLogger("server")
@@ -51,18 +52,23 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     """One process: its own client, store, hub and watcher on the shared sockets."""
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     hub = PokeHub()
+    watcher = Watcher(hub) if run.watch else None
     store = Store(
         client,
         settings.db_name,
         group_commit=settings.group_commit,
-        pull_cache=settings.pull_cache and pull_cache_safe(run.processes, run.watch),
-        on_commit=hub.poke,
+        pull_cache=settings.pull_cache,
+        sole_writer=not run.watch,  # else other processes commit too: pulls read the database
+        on_commit=watcher.local_commit if watcher is not None else hub.poke,
+        client_ttl_seconds=settings.client_ttl_days * client_expiry.DAY,
+        max_mutations=settings.max_mutations,
     )
     await store.init()
-    gc_task = gc.start(store, settings.client_ttl_days, settings.gc_interval_seconds)
-    watcher = Watcher(store, hub) if run.watch else None
+    expiry_task = client_expiry.start(store, settings.client_ttl_days, settings.gc_interval_seconds)
     if watcher is not None:
-        await watcher.open()  # before serving: no commit after this point is missed
+        # Test hook: a slow change stream, to show that no answer waits on it.
+        watcher.delay = float(os.environ.get("REPLICACHE_TEST_WATCHER_DELAY", "0"))
+        await watcher.open(store)  # before serving: no commit after this point is missed
         watcher.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,8 +87,8 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
-    if gc_task is not None:
-        gc_task.cancel()
+    if expiry_task is not None:
+        expiry_task.cancel()
     await hub.close()  # end SSE streams with their last chunk
     await store.drain()  # let queued pushes commit and answer
     await server.close_all_connections()
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = prepare(settings, uri, embedded=embedded is not None)
         asyncio.run(serve(settings, uri, where, run))
+    except SchemaTooNew as e:
+        raise SystemExit(str(e)) from None
     finally:
         if embedded is not None and not workers.is_worker():  # the parent owns the database
             embedded.stop()

@@ -39,7 +39,9 @@ class Settings:
         " (scripts/mint_token.py); prefer the env variable to the flag",
     )
     max_body_bytes: int = _opt(5 * 1024 * 1024, "MAX_BODY_BYTES", "largest request body accepted (else 413)")
-    max_mutations: int = _opt(1000, "MAX_MUTATIONS", "most mutations accepted in one push (else 400)")
+    max_mutations: int = _opt(
+        1000, "MAX_MUTATIONS", "most new mutations applied from one push (the client sends the rest again)"
+    )
     push_rate: float = _opt(
         0.0, "PUSH_RATE", "pushes per second allowed per client group (token bucket); 0 = no limit"
     )

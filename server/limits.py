@@ -52,10 +52,10 @@ class LimitedBody:
             return
         self._chunks.append(chunk)
 
-    def json_body(self) -> Any:
+    def json_body(self, strict: bool = True) -> Any:
         self.request.body = b"".join(self._chunks)
         self._chunks = []
-        return super().json_body()  # type: ignore[misc]
+        return super().json_body(strict)  # type: ignore[misc]
 
 
 class PushLimiter:

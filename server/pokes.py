@@ -128,8 +128,8 @@ class PokeHub:
         # Notified whenever a listener comes or goes: tests and shutdown wait on it.
         self.changed = Condition()
 
-    def poke(self, space_id: str) -> None:
-        """Called after a commit changed space_id (never before)."""
+    def poke(self, space_id: str, version: int | None = None) -> None:
+        """Called after a commit changed space_id (never before); the store's commit hook."""
         channel = self._spaces.get(space_id)
         if channel is None:
             return

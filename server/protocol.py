@@ -11,8 +11,12 @@ from typing import Any
 SPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_ID_LEN = 128  # clientID, clientGroupID, profileID, mutator names
 MAX_MUTATION_ID = 2**53 - 1
+MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript reads a larger integer as an imprecise double
 MAX_MUTATIONS = 1000
+MAX_CLIENTS_PER_PUSH = 100  # distinct clientIDs applied from one push (a real group has a few tabs)
 MAX_DEPTH = 64
+MAX_VALUE_BYTES = 1 << 20  # one argument or stored value (Replicache advises values under 1 MB)
+MAX_KEY_BYTES = 1024  # an entry key (it is part of a database index key)
 
 
 class RequestError(Exception):
@@ -39,6 +43,7 @@ class Mutation:
     args: Any
     client_id: str
     timestamp: float
+    problem: str | None = None  # args out of our limits: the mutation fails alone (lmid advances)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class PullRequest:
     cookie: int | None
     schema_version: str
     user_id: str | None = None  # from the auth token; None when auth is off
+    foreign_cookie: bool = False  # a cookie this server never issues: the client must start over
 
 
 # Bodies every endpoint answers with 200 (the client acts on them, spec 2.5).
@@ -65,6 +71,10 @@ CLIENT_STATE_NOT_FOUND = {"error": "ClientStateNotFound"}
 
 def version_not_supported(kind: str) -> dict[str, str]:
     return {"error": "VersionNotSupported", "versionType": kind}
+
+
+def space_not_found(space_id: str) -> RequestError:
+    return RequestError(404, "SpaceNotFound", f"space {space_id!r} does not exist")
 
 
 def check_space_id(value: Any, field: str = "spaceID") -> str:
@@ -84,46 +94,68 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, finite floats, bounded nesting."""
+def parse_json(body: bytes, *, strict: bool = True) -> Any:
+    """JSON: UTF-8, no NaN/Infinity, finite floats. `strict` also applies value_problem()
+    to the whole body (depth, lone surrogates); a push checks each mutation's args instead,
+    so one bad mutation fails alone."""
     try:
         value = json.loads(body.decode("utf-8"), parse_float=_finite_float, parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise bad("body is not valid UTF-8", "InvalidJSON") from None
     except (ValueError, RecursionError) as e:
         raise bad(f"body is not valid JSON: {e}", "InvalidJSON") from None
-    _check_depth(value)
-    if b"\\u" in body:  # only an escape can smuggle in a lone surrogate (not storable)
-        _check_strings(value)
+    if strict:
+        problem = _shape_problem(value, check_strings=b"\\u" in body)
+        if problem:
+            raise bad(f"body: {problem}", "InvalidJSON")
     return value
 
 
-def _check_depth(value: Any) -> None:
+def value_problem(value: Any) -> str | None:
+    """Why a JSON value cannot be stored and read back exactly by every client, or None:
+    nesting deeper than MAX_DEPTH, a lone UTF-16 surrogate (not storable as UTF-8), an
+    integer beyond +-2**53-1 (JavaScript reads it as an imprecise double), or more than
+    MAX_VALUE_BYTES of JSON."""
+    problem = _shape_problem(value, check_strings=True, check_integers=True)
+    if problem is None and _too_large(value):
+        problem = f"value is larger than {MAX_VALUE_BYTES} bytes of JSON"
+    return problem
+
+
+def _shape_problem(value: Any, *, check_strings: bool, check_integers: bool = False) -> str | None:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise bad(f"JSON nested deeper than {MAX_DEPTH}", "InvalidJSON")
+            return f"JSON nested deeper than {MAX_DEPTH}"
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
+            if check_strings:
+                stack.extend((k, depth) for k in item)
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-
-
-def _check_strings(value: Any) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
         elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise bad("body has a string with a lone UTF-16 surrogate", "InvalidJSON") from None
+            if check_strings and not _encodable(item):
+                return "a string with a lone UTF-16 surrogate"
+        elif check_integers and isinstance(item, int) and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            return "an integer beyond +-(2**53 - 1)"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _too_large(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) * 4 > MAX_VALUE_BYTES and len(dump_value(value).encode()) > MAX_VALUE_BYTES
+    if not isinstance(value, (dict, list)):
+        return False
+    return len(dump_value(value).encode()) > MAX_VALUE_BYTES
 
 
 def json_object(body: Any, what: str) -> dict[str, Any]:
@@ -157,15 +189,18 @@ def request_version(body: dict[str, Any], field: str) -> int:
     return _int(body.get(field), field, 0, 2**31)
 
 
-def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
-    body = json_object(body, "push")
+def parse_push(body: Any, max_clients: int = MAX_CLIENTS_PER_PUSH) -> PushRequest:
+    """Early exit: only the mutations of the first max_clients clients are kept (the store
+    applies at most max_mutations new ones). The real client sends every pending mutation
+    in each push with no cap, and sends the rest again next time, so a refusal would stop
+    it syncing for good."""
+    body = push_body(body)
     group = _string(body, "clientGroupID")
     raw = body.get("mutations")
     if not isinstance(raw, list):
         raise bad("mutations must be an array")
-    if len(raw) > max_mutations:
-        raise bad(f"mutations has {len(raw)} items; at most {max_mutations} per push", "TooManyMutations")
-    mutations = []
+    mutations: list[Mutation] = []
+    clients: set[str] = set()
     for i, m in enumerate(raw):
         where = f"mutations[{i}]"
         if not isinstance(m, dict):
@@ -177,15 +212,19 @@ def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
             or not -1e300 < timestamp < 1e300  # a huge integer would not fit a float
         ):
             raise bad(f"{where}.timestamp must be a number")
-        mutations.append(
-            Mutation(
-                id=_int(m.get("id"), f"{where}.id", 1, MAX_MUTATION_ID),
-                name=_string(m, "name", where=where),
-                args=m.get("args"),
-                client_id=_string(m, "clientID", where=where),
-                timestamp=float(timestamp),
-            )
+        mutation = Mutation(
+            id=_int(m.get("id"), f"{where}.id", 1, MAX_MUTATION_ID),
+            name=_string(m, "name", where=where),
+            args=m.get("args"),
+            client_id=_string(m, "clientID", where=where),
+            timestamp=float(timestamp),
+            problem=value_problem(m.get("args")),
         )
+        if mutation.client_id not in clients:
+            if len(clients) == max_clients:
+                break
+            clients.add(mutation.client_id)
+        mutations.append(mutation)
     return PushRequest(
         client_group_id=group,
         profile_id=_optional_string(body, "profileID"),
@@ -194,17 +233,40 @@ def parse_push(body: Any, max_mutations: int = MAX_MUTATIONS) -> PushRequest:
     )
 
 
+def push_body(body: Any) -> dict[str, Any]:
+    """A push body parsed with parse_json(strict=False): everything but the mutations' args
+    held to the strict rules (a lone surrogate in an id could not be stored); the args are
+    checked one by one in parse_push, so one bad mutation fails alone."""
+    envelope = body
+    if isinstance(body, dict) and isinstance(body.get("mutations"), list):
+        mutations = [
+            {k: v for k, v in m.items() if k != "args"} if isinstance(m, dict) else m
+            for m in body["mutations"]
+        ]
+        envelope = {**body, "mutations": mutations}
+    problem = _shape_problem(envelope, check_strings=True)
+    if problem:
+        raise bad(f"body: {problem}", "InvalidJSON")
+    return json_object(body, "push")
+
+
 def parse_pull(body: Any) -> PullRequest:
     body = json_object(body, "pull")
-    cookie = body.get("cookie")
+    cookie, foreign = body.get("cookie"), False
     if cookie is not None:
-        # Our cookies are the space version: a non-negative integer.
-        cookie = _int(cookie, "cookie", 0, MAX_MUTATION_ID)
+        # Our cookies are the space version, a non-negative integer. Any other cookie (a
+        # string, an {order} object, a fraction...) was issued by some other backend to a
+        # local store under the same name: the client must start over (ClientStateNotFound).
+        try:
+            cookie = _int(cookie, "cookie", 0, MAX_MUTATION_ID)
+        except RequestError:
+            cookie, foreign = None, True
     return PullRequest(
         client_group_id=_string(body, "clientGroupID"),
         profile_id=_optional_string(body, "profileID"),
         cookie=cookie,
         schema_version=_optional_string(body, "schemaVersion"),
+        foreign_cookie=foreign,
     )
 
 
@@ -217,6 +279,26 @@ def _optional_string(body: dict[str, Any], field: str) -> str:
 def dump_value(value: Any) -> str:
     """The stored form of a client-view value: exact JSON text."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def stored_value(value: Any) -> str:
+    """dump_value() of a value a mutator or the admin API writes; ValueError when it is out
+    of our limits (see value_problem)."""
+    problem = value_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return dump_value(value)
+
+
+def check_key(key: Any) -> str:
+    """An entry key: a string that can be stored (no lone surrogate), at most MAX_KEY_BYTES."""
+    if not isinstance(key, str):
+        raise TypeError(f"keys are strings, got {type(key).__name__}")
+    if not _encodable(key):
+        raise ValueError("key has a lone UTF-16 surrogate")
+    if len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"key is longer than {MAX_KEY_BYTES} bytes")
+    return key
 
 
 def encode_pull_response(cookie: int, lmids: dict[str, int], ops: list[tuple[str, ...]]) -> bytes:

@@ -64,6 +64,8 @@ def store(io_loop, mongo_client, db_name, settings, hub) -> Store:
         group_commit=settings.group_commit,
         pull_cache=settings.pull_cache,
         on_commit=hub.poke,
+        client_ttl_seconds=settings.client_ttl_days * 86400,
+        max_mutations=settings.max_mutations,
     )
     io_loop.run_sync(store.init)
     return store

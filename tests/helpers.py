@@ -9,7 +9,49 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import bson
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+
+async def database_state(store: Any) -> dict[str, list[bytes]]:
+    """Every document of every collection in the store's database, in a stable order: for
+    checks that a request changed nothing at all, whatever the schema."""
+    db = store.db.db
+    state = {}
+    for name in sorted(await db.list_collection_names()):
+        state[name] = sorted([bson.encode(d) async for d in db[name].find({})])
+    return state
+
+
+class Writes:
+    """Every write to a database, seen through a change stream on all of it: written()
+    returns the changes made since its last call. A marker document closes each window,
+    so no wait is guessed: every change committed before the marker is read first."""
+
+    MARKER = "writes_marker"
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.stream: Any = None
+
+    async def open(self) -> Writes:
+        self.stream = await self.db.watch()
+        await self.written()
+        return self
+
+    async def written(self) -> list[dict[str, Any]]:
+        marker = (await self.db[self.MARKER].insert_one({})).inserted_id
+        changes = []
+        async for change in self.stream:
+            if change["ns"]["coll"] == self.MARKER:
+                if change.get("documentKey", {}).get("_id") == marker:
+                    return changes
+                continue
+            changes.append(change)
+        raise AssertionError("the change stream ended")
+
+    async def close(self) -> None:
+        await self.stream.close()
 
 
 def uid(prefix: str = "") -> str:

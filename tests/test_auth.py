@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import pytest
 from tornado.tcpclient import TCPClient
 
 from server import auth
 from server.config import Settings
-from server.protocol import RequestError
-from tests.helpers import mutation
+from server.protocol import Mutation, PushRequest, RequestError
+from tests.helpers import database_state, mutation
 from tests.live import ROOT
 
 pytestmark = pytest.mark.gen_test
@@ -89,6 +88,7 @@ async def test_endpoints_require_a_token(api, store, settings):
 
     push = {"profileID": "p", "clientGroupID": "g1", "mutations": [mutation(1, "c1")], "pushVersion": 1}
     pull = {"profileID": "p", "clientGroupID": "g1", "cookie": None, "pullVersion": 1}
+    before = await database_state(store)
     for headers in [{}, {"Authorization": ""}, {"Authorization": token("s2")}]:
         r = await api.post("/api/replicache/push?spaceID=s1", push, headers)
         assert r.status == 401 and r.body["message"]
@@ -96,7 +96,7 @@ async def test_endpoints_require_a_token(api, store, settings):
         assert r.status == 401
     r = await api.post(f"/api/replicache/push?spaceID=s1&auth={token('s1')}", push)
     assert r.status == 401  # the query parameter is for the poke stream only
-    assert await store.client_groups.count_documents({}) == 0
+    assert await database_state(store) == before
 
     r = await api.post("/api/replicache/push?spaceID=s1", push, {"Authorization": "Bearer " + token("s1")})
     assert r.status == 200
@@ -111,28 +111,35 @@ async def test_group_is_bound_to_its_user(api, store, settings):
     push = {"profileID": "p", "clientGroupID": "ga", "mutations": [mutation(1, "c1")], "pushVersion": 1}
     assert (await api.post("/api/replicache/push?spaceID=s1", push, alice)).status == 200
     push["mutations"] = [mutation(1, "c1"), mutation(2, "c1", args=100)]
+    before = await database_state(store)
+    # Bob's client starts over (issue 11.5: a 401 would be resent forever); alice keeps all.
     r = await api.post("/api/replicache/push?spaceID=s1", push, bob)
-    assert r.status == 401 and r.body["error"] == "ClientGroupWrongUser"
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
     pull = {"profileID": "p", "clientGroupID": "ga", "cookie": None, "pullVersion": 1}
     r = await api.post("/api/replicache/pull?spaceID=s1", pull, bob)
-    assert r.status == 401 and r.body["error"] == "ClientGroupWrongUser"
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
+    assert await database_state(store) == before
     r = await api.post("/api/replicache/pull?spaceID=s1", pull, alice)
     assert r.body["lastMutationIDChanges"] == {"c1": 1}
     assert r.body["patch"] == [{"op": "put", "key": "count", "value": 1}]
     # bob's client cannot borrow alice's client id through his own group either
     push = {"profileID": "p", "clientGroupID": "gb", "mutations": [mutation(2, "c1")], "pushVersion": 1}
     r = await api.post("/api/replicache/push?spaceID=s1", push, bob)
-    assert r.status == 400 and r.body["error"] == "ClientNotInGroup"
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
+    assert await database_state(store) == before
 
 
 @pytest.mark.parametrize("settings", [AUTH], indirect=True)
 async def test_group_made_before_auth_starts_over(api, store, settings):
     await api.post("/api/replicache/createSpace", {"spaceID": "s1"}, {"Authorization": token("s1")})
-    await store.client_groups.insert_one({"_id": "old", "spaceID": "s1", "created": datetime.now(UTC)})
-    push = {"profileID": "p", "clientGroupID": "old", "mutations": [mutation(1, "c1")], "pushVersion": 1}
+    # A group made while auth was off belongs to no user.
+    made = PushRequest("old", "p", (Mutation(1, "increment", 1, "c0", 0.0),), "")
+    assert await store.push("s1", made) == {}
+    before = await database_state(store)
+    push = {"profileID": "p", "clientGroupID": "old", "mutations": [mutation(2, "c0")], "pushVersion": 1}
     r = await api.post("/api/replicache/push?spaceID=s1", push, {"Authorization": token("s1")})
     assert r.status == 200 and r.body == {"error": "ClientStateNotFound"}
-    assert await store.clients.count_documents({}) == 0
+    assert await database_state(store) == before
 
 
 async def sse_status(port: int, path: str, headers: str = "") -> bytes:

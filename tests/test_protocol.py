@@ -54,19 +54,25 @@ def test_parse_push_rejects(mutation):
     assert e.value.status == 400 and "mutations[0]" in e.value.message
 
 
-def test_parse_push_limits_mutation_count():
-    muts = [{"id": i, "name": "a", "clientID": "c"} for i in range(1, 5)]
-    with pytest.raises(RequestError) as e:
-        parse_push({"clientGroupID": "g", "mutations": muts}, max_mutations=3)
-    assert e.value.error == "TooManyMutations"
+def test_parse_push_exits_early_past_max_clients():
+    muts = [{"id": 1, "name": "a", "clientID": f"c{i % 4}"} for i in range(8)]
+    req = parse_push({"clientGroupID": "g", "mutations": muts}, max_clients=3)
+    assert [m.client_id for m in req.mutations] == ["c0", "c1", "c2"]  # stops at the 4th client
+
+
+def test_parse_push_marks_args_out_of_limits():
+    muts = [{"id": 1, "name": "a", "clientID": "c", "args": 2**53}, {"id": 2, "name": "a", "clientID": "c"}]
+    first, second = parse_push({"clientGroupID": "g", "mutations": muts}).mutations
+    assert first.problem and "2**53" in first.problem and second.problem is None
 
 
 def test_parse_pull_cookie():
     assert parse_pull({"clientGroupID": "g", "cookie": None}).cookie is None
     assert parse_pull({"clientGroupID": "g", "cookie": 7}).cookie == 7
     assert parse_pull({"clientGroupID": "g", "cookie": 7.0}).cookie == 7
-    with pytest.raises(RequestError):
-        parse_pull({"clientGroupID": "g", "cookie": "7"})
+    for foreign in ["7", {"order": 1}, -1, 1.5, True, 2**53]:
+        pull = parse_pull({"clientGroupID": "g", "cookie": foreign})
+        assert pull.foreign_cookie and pull.cookie is None
 
 
 def test_request_version():

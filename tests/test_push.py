@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.helpers import mutation
+from tests.helpers import database_state, mutation
 
 pytestmark = pytest.mark.gen_test
 
@@ -50,12 +50,24 @@ async def test_gap_is_never_applied(api):  # 4
 async def test_gap_stops_only_that_client(api):  # 4, 6
     space = await api.create_space()
     await api.push(space, "g1", [mutation(1, "a"), mutation(1, "b")])
-    await api.push(
-        space, "g1", [mutation(3, "a", args=100), mutation(2, "b", args=10), mutation(4, "a", args=100)]
+    r = await api.push(
+        space,
+        "g1",
+        [mutation(2, "a", args=10), mutation(4, "a", args=100), mutation(2, "b", args=20), mutation(3, "b")],
     )
+    assert (r.status, r.body) == (200, {})
     r = await api.pull(space, "g1")
-    assert r.body["lastMutationIDChanges"] == {"a": 1, "b": 2}
-    assert await api.view(space) == {"count": 12}
+    assert r.body["lastMutationIDChanges"] == {"a": 2, "b": 3}
+    assert await api.view(space) == {"count": 33}
+
+
+async def test_known_client_past_its_lmid_starts_over(api, store):  # 11: the server lost mutations
+    space = await api.create_space()
+    await api.push(space, "g1", [mutation(1, "a"), mutation(1, "b")])
+    before = await database_state(store)
+    r = await api.push(space, "g1", [mutation(2, "b", args=10), mutation(3, "a", args=100)])
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
+    assert await database_state(store) == before  # nothing of it applied, b's 2 neither
 
 
 async def test_mutations_apply_in_order(api, store):  # 5
@@ -129,40 +141,51 @@ async def test_v0_push_not_supported(api):  # 10
 
 async def test_unknown_client_starting_past_one(api, store):  # 11
     space = await api.create_space()
+    before = await database_state(store)
     r = await api.push(space, "g1", [mutation(1, "known"), mutation(5, "lost", args=50)])
     assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
+    assert await database_state(store) == before
     assert await api.view(space) == {}
-    assert await store.clients.count_documents({}) == 0
 
 
 async def test_missing_and_unknown_space(api, store):  # 12
+    before = await database_state(store)
     r = await api.post("/api/replicache/push", {"clientGroupID": "g", "mutations": [], "pushVersion": 1})
     assert r.status == 400 and r.body["error"] == "MissingSpaceID"
     r = await api.push("no-such-space", "g1", [mutation(1, "c1")])
     assert r.status == 404 and r.body["error"] == "SpaceNotFound"
     r = await api.push("bad space!", "g1", [mutation(1, "c1")])
     assert r.status == 400 and r.body["error"] == "InvalidSpaceID"
-    assert await store.clients.count_documents({}) == 0
-    assert await store.entries.count_documents({}) == 0
+    assert await database_state(store) == before
 
 
-async def test_group_bound_to_its_space(api):
+async def test_group_seen_in_another_space_starts_over(api, store):  # issue 11.5
     a, b = await api.create_space(), await api.create_space()
     await api.push(a, "g1", [mutation(1, "c1")])
+    before = await database_state(store)
     r = await api.push(b, "g1", [mutation(2, "c1")])
-    assert r.status == 400 and r.body["error"] == "ClientGroupWrongSpace"
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
     r = await api.pull(b, "g1")
-    assert r.status == 400 and r.body["error"] == "ClientGroupWrongSpace"
-    assert await api.view(b) == {}
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})
+    assert await database_state(store) == before
+    # Its own space is untouched and keeps working.
+    assert (await api.push(a, "g1", [mutation(2, "c1")])).body == {}
+    assert await api.view(a) == {"count": 2} and await api.view(b) == {}
 
 
-async def test_foreign_client_refused_and_nothing_applied(api):
+async def test_client_ids_are_per_group(api, store):
+    """A client id used by another group is another client: it can neither advance nor
+    read the first group's client."""
     space = await api.create_space()
     await api.push(space, "g1", [mutation(1, "c1")])
+    before = await database_state(store)
     r = await api.push(space, "g2", [mutation(1, "c2", args=5), mutation(2, "c1", args=100)])
-    assert r.status == 400 and r.body["error"] == "ClientNotInGroup"
-    assert await api.view(space) == {"count": 1}
-    assert (await api.pull(space, "g2")).body["lastMutationIDChanges"] == {}
+    assert (r.status, r.body) == (200, {"error": "ClientStateNotFound"})  # g2's c1 never had 1
+    assert await database_state(store) == before
+    assert (await api.push(space, "g2", [mutation(1, "c1", args=5)])).body == {}
+    assert (await api.pull(space, "g2")).body["lastMutationIDChanges"] == {"c1": 1}
+    assert (await api.pull(space, "g1")).body["lastMutationIDChanges"] == {"c1": 1}
+    assert await api.view(space) == {"count": 6}
 
 
 async def test_same_mutation_pushed_concurrently_applies_once(api):  # 14

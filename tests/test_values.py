@@ -12,8 +12,9 @@ pytestmark = pytest.mark.gen_test
 
 ODD_VALUES = [
     {"$set": {"a.b": 1}, "$where": "x", ".": ["$"]},
-    2**70,
-    -(2**64) - 1,
+    2**53 - 1,
+    -(2**53) + 1,
+    1.2345678901234568e30,
     0.1,
     1e300,
     -0.0,
@@ -57,7 +58,23 @@ async def test_scan_orders_keys_by_utf8(api, store):
     assert order == ["a", "aa"]
 
 
-async def test_increment_keeps_big_integers_exact(api):
+@pytest.mark.parametrize("value", [2**53, -(2**70), {"a": [2**64]}])
+async def test_unsafe_integers_fail_the_mutation(api, store, value):  # issue 11.4
+    """A JavaScript client would read them as imprecise doubles and then disagree with us."""
+    store.mutators = {**store.mutators, "put": put_mutator}
     space = await api.create_space()
-    await api.push(space, "g1", [mutation(1, "c", args=2**63), mutation(2, "c", args=2**63)])
-    assert await api.view(space) == {"count": 2**64}
+    await api.push(space, "g1", [mutation(1, "c", "put", ["k", value]), mutation(2, "c", "put", ["j", 1])])
+    r = await api.pull(space, "g1")
+    assert r.body["lastMutationIDChanges"] == {"c": 2}
+    assert await api.view(space) == {"j": 1}
+
+
+async def test_increment_stays_within_safe_integers(api):  # issue 11.4
+    space = await api.create_space()
+    half = 2**52
+    muts = [mutation(1, "c", args=half), mutation(2, "c", args=half), mutation(3, "c", args=half - 1)]
+    await api.push(space, "g1", muts)  # the second would make 2**53: it fails alone
+    assert await api.view(space) == {"count": 2**53 - 1}
+    await api.push(space, "g1", [mutation(4, "c", args=1), mutation(5, "c", args=-5)])
+    assert await api.view(space) == {"count": 2**53 - 6}
+    assert (await api.pull(space, "g1")).body["lastMutationIDChanges"] == {"c": 5}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -19,11 +20,10 @@ from typing import Any
 import tornado.web
 from tornado.web import create_signed_value, decode_signed_value
 
-from server.admin_store import AdminStore, check_limit, check_offset, check_search
 from server.config import Settings
 from server.handlers.base import JSONHandler
 from server.pokes import PokeHub
-from server.protocol import RequestError, check_space_id, json_object
+from server.protocol import RequestError, bad, check_space_id, json_object
 from server.store import Store
 
 COOKIE = "replicache_admin"
@@ -31,12 +31,36 @@ COOKIE_DAYS = 1
 WRITE_HEADER = "X-Admin-Request"
 PAGE_SIZE = 25
 ENTRY_PAGE_SIZE = 50
+MAX_LIMIT = 200
+SEARCH = re.compile(r"[A-Za-z0-9_-]{0,64}")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "admin_static"
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+
+
+def check_search(text: str) -> str:
+    if not SEARCH.fullmatch(text):
+        raise bad("search text is at most 64 of A-Z a-z 0-9 _ -", "InvalidSearch")
+    return text
+
+
+def check_limit(raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise bad(f"limit must be an integer from 1 to {MAX_LIMIT}", "InvalidLimit")
+    return int(raw)
+
+
+def check_cursor(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) > 2**53:
+        raise bad("before must be a non-negative integer (a page's `next`)", "InvalidCursor")
+    return int(raw)
 
 
 class FailedAttempts:
@@ -92,9 +116,15 @@ class AdminHandler(JSONHandler):
     def options(self, *args: Any) -> None:
         raise tornado.web.HTTPError(405)
 
-    @property
-    def admin(self) -> AdminStore:
-        return AdminStore(self.store, self.hub)
+    async def space_view(self, space_id: str) -> dict[str, Any]:
+        view = await self.store.admin.space(check_space_id(space_id))
+        return {**view, "listeners": self.hub.listener_count(space_id)}
+
+    async def spaces_page(self, q: str, before: int | None, limit: int) -> dict[str, Any]:
+        page = await self.store.admin.list_spaces(q, before, limit)
+        for space in page["spaces"]:
+            space["listeners"] = self.hub.listener_count(space["spaceID"])
+        return page
 
     def _token_ok(self, given: str) -> bool:
         address = self.request.remote_ip or ""
@@ -167,9 +197,9 @@ class AdminAPIHandler(AdminHandler):
 class SpacesAPI(AdminAPIHandler):
     async def get(self) -> None:
         self.write_json(
-            await self.admin.list_spaces(
+            await self.spaces_page(
                 check_search(self.get_query_argument("q", "")),
-                check_offset(self.get_query_argument("offset", None)),
+                check_cursor(self.get_query_argument("before", None)),
                 check_limit(self.get_query_argument("limit", None), PAGE_SIZE),
             )
         )
@@ -185,18 +215,20 @@ class SpacesAPI(AdminAPIHandler):
 
 class SpaceAPI(AdminAPIHandler):
     async def get(self, space_id: str) -> None:
-        self.write_json(await self.admin.space(space_id))
+        self.write_json(await self.space_view(space_id))
 
     async def delete(self, space_id: str) -> None:
-        await self.admin.delete_space(space_id)
+        # Its listeners get a last poke, then their streams end (a reconnect gets a 404).
+        await self.store.delete_space(check_space_id(space_id))
+        self.hub.end(space_id)
         self.write_json({"deleted": space_id})
 
 
 class EntriesAPI(AdminAPIHandler):
     async def get(self, space_id: str) -> None:
         self.write_json(
-            await self.admin.entries(
-                space_id,
+            await self.store.admin.entries(
+                check_space_id(space_id),
                 self.get_query_argument("after", ""),
                 check_limit(self.get_query_argument("limit", None), ENTRY_PAGE_SIZE),
             )
@@ -206,7 +238,7 @@ class EntriesAPI(AdminAPIHandler):
 class ExportAPI(AdminAPIHandler):
     async def get(self, space_id: str) -> None:
         check_space_id(space_id)
-        chunks = self.admin.export(space_id)
+        chunks = self.store.admin.export(space_id)
         first = await anext(chunks)  # 404 before any header goes out
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="space-{space_id}.json"')
@@ -252,9 +284,9 @@ class SpacesPage(PageHandler):
             self.login_page()
             return
         q = check_search(self.get_query_argument("q", "").strip())
-        offset = check_offset(self.get_query_argument("offset", None))
-        page = await self.admin.list_spaces(q, offset, PAGE_SIZE)
-        self.render("spaces.html", q=q, page=page, page_size=PAGE_SIZE)
+        before = check_cursor(self.get_query_argument("before", None))
+        page = await self.spaces_page(q, before, PAGE_SIZE)
+        self.render("spaces.html", q=q, page=page, before=before)
 
 
 class SpacePage(PageHandler):
@@ -262,9 +294,9 @@ class SpacePage(PageHandler):
         if self.auth_method() is None:
             self.login_page()
             return
-        space = await self.admin.space(space_id)
+        space = await self.space_view(space_id)
         after = self.get_query_argument("after", "")
-        entries = await self.admin.entries(space_id, after, ENTRY_PAGE_SIZE)
+        entries = await self.store.admin.entries(space_id, after, ENTRY_PAGE_SIZE)
         self.render("space.html", space=space, entries=entries, after=after)
 
 

@@ -53,14 +53,14 @@ class JSONHandler(tornado.web.RequestHandler):
             raise bad("missing spaceID query parameter", "MissingSpaceID")
         return check_space_id(value)
 
-    def json_body(self) -> Any:
+    def json_body(self, strict: bool = True) -> Any:
         body = self.request.body
         if not body.strip():
             return {}
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise bad("Content-Type must be application/json", "UnsupportedContentType")
-        self.parsed_body = parse_json(body)  # read by the access log (clientGroupID)
+        self.parsed_body = parse_json(body, strict=strict)  # read by the access log (clientGroupID)
         return self.parsed_body
 
     def write_json(self, value: Any) -> None:

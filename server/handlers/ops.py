@@ -23,7 +23,7 @@ class ReadyzHandler(JSONHandler):
             self._unready("ShuttingDown", "the server is shutting down")
             return
         try:
-            await asyncio.wait_for(self.store.db.command("ping"), timeout=self.config.ready_timeout)
+            await asyncio.wait_for(self.store.ping(), timeout=self.config.ready_timeout)
         except TimeoutError as e:
             metrics.database_error(e)
             self._unready("DatabaseUnavailable", f"no database ping within {self.config.ready_timeout:g}s")

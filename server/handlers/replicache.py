@@ -14,10 +14,11 @@ from server.protocol import (
     json_object,
     parse_pull,
     parse_push,
+    push_body,
     request_version,
+    space_not_found,
     version_not_supported,
 )
-from server.store import space_not_found
 
 
 @stream_request_body
@@ -25,11 +26,11 @@ class PushHandler(LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
         user_id = authorize(self, space_id)
-        body = json_object(self.json_body(), "push")
+        body = push_body(self.json_body(strict=False))
         if request_version(body, "pushVersion") != 1:
             self.write_json(version_not_supported("push"))
             return
-        request = replace(parse_push(body, self.config.max_mutations), user_id=user_id)
+        request = replace(parse_push(body), user_id=user_id)
         if rate_limited(self, request.client_group_id):
             return
         self.write_json(await self.store.push(space_id, request))
