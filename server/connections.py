@@ -118,11 +118,11 @@ class Server(tornado.httpserver.HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         peer = address[0] if isinstance(address, tuple) else ""
-        key = address_key(peer)
         if self.per_address_cap and not self.proxies.trusts(peer):
+            key = address_key(peer)
             if self.per_address[key] >= self.per_address_cap:
                 metrics.request_refused("TooManyConnections")
-                stream.write(TOO_MANY_CONNECTIONS).add_done_callback(lambda _: stream.close())
+                stream.write(TOO_MANY_CONNECTIONS).add_done_callback(lambda done: _close(stream, done))
                 return
             self.per_address[key] += 1
         super().handle_stream(stream, address)
@@ -242,6 +242,11 @@ class Forwarded(httputil.HTTPMessageDelegate):
 
     def _restore(self) -> None:
         self.context.remote_ip, self.context.protocol = self.peer, self.protocol
+
+
+def _close(stream: IOStream, written: Any) -> None:
+    written.exception()  # a client gone before its refusal: nothing to report
+    stream.close()
 
 
 def _seconds(value: float) -> float | None:

@@ -182,10 +182,10 @@ async def test_a_12_MB_push_reads_its_413_not_a_reset(port):
 
 async def test_an_answer_from_prepare_is_readable_before_a_big_body(port, hub):
     """Any early answer lingers, not only the 413: here 503 ShuttingDown (and, once auth
-    is checked in prepare, 401) to a 2 MB push."""
+    is checked in prepare, 401) to a 12 MB push."""
     space = await create_space(port)
     await hub.close()
-    body = json.dumps({**push_body("g", "c"), "pad": "x" * 2_000_000}).encode()
+    body = json.dumps({**push_body("g", "c"), "pad": "x" * 12_000_000}).encode()
     headers = {"Content-Type": "application/json"}
     status, answer = await asyncio.to_thread(
         blocking_post, port, f"/api/replicache/push?spaceID={space}", body, headers
