@@ -56,6 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_bench_load.py"
 SCENARIOS = ("push-single", "pull", "push-contention", "idle-capacity", "fan-out", "connect-burst")
 WRITER_CPU_LIMIT = 0.8  # a load process busier than this may be the bottleneck
+# Thousands of clients from one loopback address: lift the per-address caps of a server
+# started here (README Threat model). A --url server needs them lifted, or 0, too.
+ONE_ADDRESS = ["--max-connections-per-address", "0", "--poke-max-per-address", "0"]
 
 
 @dataclass
@@ -659,7 +662,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> Bench:
     if args.url:
         url, pid = args.url, args.server_pid
     else:
-        flags = ["--log-level", "warning", *args.server_arg]
+        flags = ["--log-level", "warning", *ONE_ADDRESS, *args.server_arg]
         server = await asyncio.to_thread(ServerProcess(tempfile.mkdtemp(dir=tmp), flags).start)
         url, pid = server.url, server.pid
     workers = await asyncio.gather(*(Worker.start() for _ in range(args.procs)))
@@ -670,7 +673,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> Bench:
         workers=list(workers),
         writer_procs=args.writer_procs,
         timeout=args.timeout,
-        server_flags=["--log-level", "warning", *args.server_arg],
+        server_flags=["--log-level", "warning", *ONE_ADDRESS, *args.server_arg],
         compare_url=args.compare_url,
         tmp=tmp,
     )

@@ -10,15 +10,13 @@ import signal
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-import tornado.httpserver
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import client_expiry, workers
+from server import client_expiry, connections, logs, workers
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
-from server.logs import setup_access_log
 from server.pokes import PokeHub
 from server.store import SchemaTooNew, Store
 from server.watcher import Watcher
@@ -76,9 +74,7 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
         loop.add_signal_handler(sig, stop.set)
     if run.parent_fd is not None:
         workers.on_parent_exit(run.parent_fd, stop.set)
-    server = tornado.httpserver.HTTPServer(
-        make_app(settings, store, hub), xheaders=True, max_body_size=settings.max_body_bytes
-    )
+    server = connections.Server(make_app(settings, store, hub), settings)
     server.add_sockets(run.sockets)
     if tornado.process.task_id() in (None, 0):  # one line, however many processes
         url = f"http://{settings.host}:{settings.port}"
@@ -99,10 +95,9 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_args(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    setup_access_log()
+    secrets = [settings.auth_secret, settings.admin_token, settings.cookie_secret]
+    password = urlsplit(settings.mongodb_uri).password
+    logs.setup_logging(settings.log_level, [*secrets, *([password] if password else [])])
     log.info("open files limit: %d", raise_fd_limit())
     embedded = None
     if settings.mongodb_uri:
@@ -110,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         embedded = EmbeddedMongo(settings.data_dir)
         uri, where = embedded.start(), f"embedded at {embedded.data_dir}"
+        logs.add_secret(embedded.password)
     try:
         run = prepare(settings, uri, embedded=embedded is not None)
         asyncio.run(serve(settings, uri, where, run))

@@ -43,10 +43,16 @@ class Settings:
         1000, "MAX_MUTATIONS", "most new mutations applied from one push (the client sends the rest again)"
     )
     push_rate: float = _opt(
-        0.0, "PUSH_RATE", "pushes per second allowed per client group (token bucket); 0 = no limit"
+        0.0, "PUSH_RATE", "pushes per second allowed per client group of a user (token bucket); 0 = no limit"
     )
     push_burst: int = _opt(
         20, "PUSH_BURST", "pushes a client group may send at once before PUSH_RATE applies"
+    )
+    push_user_groups: int = _opt(
+        4,
+        "PUSH_USER_GROUPS",
+        "one user, and one client address, may push PUSH_RATE (and PUSH_BURST) times this across all"
+        " their client groups, so fresh group ids gain nothing",
     )
     client_ttl_days: float = _opt(
         30.0, "CLIENT_TTL_DAYS", "remove client groups idle this long (they start over); 0 = never"
@@ -72,6 +78,51 @@ class Settings:
     admin_token: str = _opt("", "ADMIN_TOKEN", "enables /admin; its bearer token and login password")
     cookie_secret: str = _opt(
         "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)"
+    )
+    header_timeout: float = _opt(
+        10.0,
+        "HEADER_TIMEOUT",
+        "seconds a new connection has to send its first request's headers; 0 = no limit",
+    )
+    idle_timeout: float = _opt(
+        75.0,
+        "IDLE_TIMEOUT",
+        "seconds a kept-alive connection may wait for its next request (SSE streams are responses:"
+        " never idle); 0 = no limit",
+    )
+    body_timeout: float = _opt(
+        60.0,
+        "BODY_TIMEOUT",
+        "seconds a request body may take to arrive in full, else the connection closes; 0 = no limit",
+    )
+    max_connections_per_address: int = _opt(
+        256,
+        "MAX_CONNECTIONS_PER_ADDRESS",
+        "open connections one client address (IPv6: one /64) may hold, per process; more are refused"
+        " with 429; trusted proxies are exempt; 0 = no cap",
+    )
+    poke_max_per_address: int = _opt(
+        128,
+        "POKE_MAX_PER_ADDRESS",
+        "SSE poke listeners one client address (IPv6: one /64) may hold, per process; more are refused"
+        " with 429; trusted proxies are exempt; 0 = no cap",
+    )
+    body_buffer_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "BODY_BUFFER_BYTES",
+        "request body bytes this process holds at once for requests being read; more are refused with 503",
+    )
+    linger_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "LINGER_BYTES",
+        "after an early answer (413, 401, ...) up to this many body bytes are read and dropped so the"
+        " client can read the answer; past it the connection is closed",
+    )
+    trusted_proxies: str = _opt(
+        "",
+        "TRUSTED_PROXIES",
+        "comma-separated addresses or networks (CIDR) of your reverse proxies: X-Forwarded-For,"
+        " X-Real-Ip and X-Forwarded-Proto are believed from them only",
     )
     processes: int = _opt(
         1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"

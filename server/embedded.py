@@ -1,7 +1,17 @@
 """The embedded database: a secantusdb server run as a child process.
 
 secantusdb is GPL: it is only ever run through its CLI, never imported.
-Data dir layout: DIR/db (WiredTiger home), DIR/secantusd.log, DIR/secantusd.pid.
+Data dir layout: DIR/db (WiredTiger home), DIR/secantusd.log, DIR/secantusd.pid,
+DIR/secantusd.auth (the current credentials, server/embedded_credentials.py).
+
+Closed to other local users (issue 18): it listens on 127.0.0.1, where anyone on the
+host can connect, so it runs with --auth (SCRAM-SHA-256) and a random password made at
+every start; the data dir is 0700 and its files 0600; the child gets a scrubbed
+environment (no AUTH_SECRET, ADMIN_TOKEN...). secantus can only add users with auth off,
+so a data dir without usable credentials is provisioned once with auth off for the time
+it takes to create the user, then restarted with --auth (README Threat model). Later
+starts sign in with the saved password and change it. An in-memory database (tests)
+has no auth: it cannot be restarted to turn auth on.
 """
 
 from __future__ import annotations
@@ -9,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,10 +27,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
+
+from pymongo.errors import OperationFailure
+
+from server import embedded_credentials as credentials
 
 log = logging.getLogger(__name__)
 
 EMPTY_CONFIG = Path(__file__).with_name("secantusd.toml")
+# What the child keeps of our environment: never a secret setting (AUTH_SECRET, ADMIN_TOKEN,
+# MONGODB_URI...), which /proc/<pid>/environ would show and a crash dump would keep.
+CHILD_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH")
+CHILD_ENV_PREFIXES = ("LC_", "SECANTUS_")
 
 
 def _executable() -> str:
@@ -33,11 +53,17 @@ def _executable() -> str:
     return found
 
 
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ) if env is None else env
+    return {k: v for k, v in env.items() if k in CHILD_ENV or k.startswith(CHILD_ENV_PREFIXES)}
+
+
 def _die_with_parent() -> None:
-    """preexec_fn: kill the child when its parent dies, even by SIGKILL.
+    """preexec_fn: kill the child when its parent dies, even by SIGKILL; its files 0600.
 
     SIGKILL, not SIGTERM: secantus may never act on a SIGTERM (see _terminate), and an
     orphan would hold the data dir. Acknowledged writes are journaled, so none is lost."""
+    os.umask(0o077)
     parent = os.getppid()
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before prctl took effect
@@ -61,17 +87,77 @@ class EmbeddedMongo:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.uri = ""
+        self.password = ""  # made by the first start(); kept by later ones (the same URI)
 
     def start(self, timeout: float = 60.0, port: int | None = None) -> str:
-        """port: reuse a known one (a restart that clients reconnect to); default a free one."""
+        """port: reuse a known one (a restart that clients reconnect to); default a free one.
+        The URI holds the password: never log it (README Threat model)."""
         self.port = port = port or free_port(self.host)
+        if self.data_dir is None:
+            self._launch(port, timeout, auth=False)
+            self.uri = self._uri()
+            return self.uri
+        self._lock_down()
+        self._stop_stale()
+        if self.password:  # a restart: same credentials, so connected clients carry on
+            self._launch(port, timeout, auth=True)
+        else:
+            self.password = self._sign_in(port, timeout)
+        self.uri = self._uri(self.password)
+        return self.uri
+
+    def _uri(self, password: str | None = None) -> str:
+        # retryWrites=false: secantus slows down ~10x under retryable writes.
+        options = "retryWrites=false&directConnection=true"
+        if password is None:
+            return f"mongodb://{self.host}:{self.port}/?{options}"
+        login = f"{credentials.USER}:{quote(password, safe='')}@"
+        return f"mongodb://{login}{self.host}:{self.port}/?{options}&authSource=admin&authMechanism=SCRAM-SHA-256"
+
+    def _sign_in(self, port: int, timeout: float) -> str:
+        """Start with --auth and a fresh password; returns it."""
+        assert self.data_dir is not None
+        fresh = secrets.token_urlsafe(32)
+        saved = credentials.saved_password(self.data_dir)
+        if saved:
+            self._launch(port, timeout, auth=True)
+            try:
+                credentials.run(credentials.change_password(self._uri(saved), fresh))
+                credentials.save_password(self.data_dir, fresh)
+                return fresh
+            except OperationFailure:  # the saved password no longer opens it
+                log.warning("embedded database: saved credentials refused; provisioning new ones")
+                self.stop()
+        # No usable credentials: the only way in is with auth off, for as long as it takes.
+        self._launch(port, timeout, auth=False)
+        credentials.run(credentials.create_user(self._uri(), fresh))
+        credentials.save_password(self.data_dir, fresh)
+        self.stop()
+        self._launch(port, timeout, auth=True)
+        # Anyone who got in while auth was off could have made a user of their own.
+        credentials.run(credentials.drop_other_users(self._uri(fresh)))
+        return fresh
+
+    def _lock_down(self) -> None:
+        """The data dir 0700 and everything in it unreadable to others, including what an
+        older version left 0755/0644."""
+        assert self.data_dir is not None
+        (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        for root, dirs, files in os.walk(self.data_dir):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+            for name in files:
+                path = os.path.join(root, name)
+                os.chmod(path, os.stat(path).st_mode & 0o700)
+
+    def _launch(self, port: int, timeout: float, auth: bool) -> None:
         if self.data_dir is None:
             storage, log_file = ":memory:", subprocess.DEVNULL
         else:
-            (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
-            self._stop_stale()
             storage = str(self.data_dir / "db")
-            log_file = open(self.data_dir / "secantusd.log", "ab")  # noqa: SIM115
+            log_fd = os.open(self.data_dir / "secantusd.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            log_file = os.fdopen(log_fd, "ab")
         args = [
             _executable(),
             "--config",
@@ -88,22 +174,23 @@ class EmbeddedMongo:
             # acknowledged just before a SIGKILL is lost (tests/test_faults.py saw it).
             # Measured cost: about 0.2 ms per commit.
             "--sync-on-commit",
+            *(["--auth"] if auth else []),
         ]
         self.process = subprocess.Popen(
             args,
             stdout=log_file,
             stderr=log_file,
             stdin=subprocess.DEVNULL,
+            env=child_env(),
             preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
         )
         if self.data_dir is not None:
             log_file.close()
-            (self.data_dir / "secantusd.pid").write_text(str(self.process.pid))
+            pid_fd = os.open(self.data_dir / "secantusd.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(pid_fd, "w") as f:
+                f.write(str(self.process.pid))
         self._wait_ready(port, timeout)
-        # retryWrites=false: secantus slows down ~10x under retryable writes.
-        self.uri = f"mongodb://{self.host}:{port}/?retryWrites=false&directConnection=true"
-        return self.uri
 
     def _wait_ready(self, port: int, timeout: float) -> None:
         assert self.process is not None

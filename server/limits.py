@@ -1,108 +1,320 @@
-"""Request limits: body size (413) and per-client-group push rate (429)."""
+"""Request limits: body size (413), bodies held at once (503), push rate (429), and
+per-address counts (poke listeners). One instance of each per application."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
+from server import metrics
+from server.connections import TrustedProxies, address_key
 from server.protocol import RequestError
 
+log = logging.getLogger(__name__)
+
 MAX_BUCKETS = 100_000
+# spaceExists and createSpace take {"spaceID": "<64 characters>"}: a few KB is plenty, and
+# a 5.2 MB body of escaped strings cost 0.45 s of event loop to parse (issue 18).
+SMALL_BODY_BYTES = 4096
 
 
 def body_too_large(limit: int) -> RequestError:
     return RequestError(413, "BodyTooLarge", f"request body is larger than {limit} bytes")
 
 
-class LimitedBody:
-    """Mixin for @stream_request_body JSON handlers: refuses a body over
-    config.max_body_bytes with 413 JSON before it is buffered whole.
+def _shared(handler: Any, name: str, make: Callable[[], Any]) -> Any:
+    """The application's one `name` object, made on first use."""
+    settings = handler.application.settings
+    if name not in settings:
+        settings[name] = make()
+    return settings[name]
 
-    A declared Content-Length is refused in prepare(), before any body is read; a
-    chunked body is refused as soon as the received bytes pass the limit."""
+
+class BodyBudget:
+    """Body bytes held by requests being read. A request may always go when nothing else is
+    held (else a limit below MAX_BODY_BYTES would refuse the largest body forever)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held and self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+def server_busy() -> RequestError:
+    return RequestError(503, "ServerBusy", "this server is reading too many request bodies; retry")
+
+
+class LimitedBody:
+    """Mixin for @stream_request_body JSON handlers.
+
+    - A body over `max_body` (default config.max_body_bytes) is refused with 413 JSON
+      before it is buffered: from Content-Length in prepare(), or as chunks pass it.
+    - Bodies held at once across requests are bounded (config.body_buffer_bytes): 503.
+    - Lingering: an answer sent before the whole body has arrived (413, or a 401 or 503
+      from prepare) goes out at once, then the rest of the body is read and dropped (up
+      to config.linger_bytes, within config.body_timeout) before the request ends. Closing
+      with unread bytes makes the kernel send a reset, which can destroy the answer before
+      the client reads it: a 12 MB push saw ECONNRESET, never its 413 (issue 11).
+    """
 
     config: Any
     request: Any
+    max_body: int | None = None
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)  # type: ignore[misc]
+        self._chunks: list[bytes] = []
+        self._size = 0  # body bytes received
+        self._held = 0  # of BodyBudget
+        length = self.request.headers.get("Content-Length", "")
+        self._length = int(length) if length.isdigit() else None
+        # Counting is ours (prepare, data_received): the connection's own cap would answer
+        # a bare 400 and close, even after an early answer of ours.
+        self.request.connection.set_max_body_size(2**62)
+        # With Expect: 100-continue Tornado would send its "100 Continue" after our early
+        # answer; such a client waits for it and sends no body, so nothing needs dropping.
+        self._lingering = bool(self._length) and "Expect" not in self.request.headers
+        if self._lingering:
+            self.request.connection.finish = self._finish_when_read
+
+    def body_limit(self) -> int:
+        return self.config.max_body_bytes if self.max_body is None else self.max_body
 
     async def prepare(self) -> None:
         pending = super().prepare()  # type: ignore[misc]
         if pending is not None:  # another prepare() in the handler's bases may be async
             await pending
-        self._chunks: list[bytes] = []
-        self._size = 0
-        limit = self.config.max_body_bytes
-        length = self.request.headers.get("Content-Length", "")
-        # Counting is ours: the connection's own cap would answer a bare 400 and close.
-        self.request.connection.set_max_body_size(2**62)
-        if length.isdigit() and int(length) > limit:
+        limit = self.body_limit()
+        if self._length is not None and self._length > limit:
             raise body_too_large(limit)
+        if self._length:
+            self._hold(self._length)
+
+    def _hold(self, size: int) -> None:
+        if not self._budget().take(size):
+            raise server_busy()
+        self._held += size
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:  # type: ignore[attr-defined]
-            return
         self._size += len(chunk)
-        if self._size > self.config.max_body_bytes:
+        if self._finished:  # type: ignore[attr-defined]
+            if self._lingering and self._size >= (self._length or 0):  # the last of a dropped body
+                self._end_request()
+            return
+        limit = self.body_limit()
+        error = None
+        if self._size > limit:
+            error = body_too_large(limit)
+        elif self._length is None:  # chunked: held as it comes
+            try:
+                self._hold(len(chunk))
+            except RequestError as busy:
+                error = busy
+        if error is not None:
             self._chunks = []
-            error = body_too_large(self.config.max_body_bytes)
-            # Tornado stops reading and closes the connection after this response.
-            self.send_error(413, exc_info=(RequestError, error, None))  # type: ignore[attr-defined]
+            self.send_error(error.status, exc_info=(RequestError, error, None))  # type: ignore[attr-defined]
             return
         self._chunks.append(chunk)
+
+    def _finish_when_read(self) -> None:
+        """The response is written; end the request now, or once the body is dropped."""
+        remaining = (self._length or 0) - self._size
+        if remaining <= 0 or remaining > self.config.linger_bytes:
+            self._end_request()
+        else:
+            self.request.connection.stream.set_nodelay(True)  # the answer goes out now
+
+    def _end_request(self) -> None:
+        self._unpatch()
+        self.request.connection.finish()
+
+    def _unpatch(self) -> None:
+        """Drop the connection's reference to this handler: a cycle only the collector breaks."""
+        if self._lingering:
+            self._lingering = False
+            del self.request.connection.finish
 
     def json_body(self, strict: bool = True) -> Any:
         self.request.body = b"".join(self._chunks)
         self._chunks = []
         return super().json_body(strict)  # type: ignore[misc]
 
+    def on_finish(self) -> None:
+        self._give_back()
+        super().on_finish()  # type: ignore[misc]
+
+    def on_connection_close(self) -> None:
+        self._unpatch()
+        self._give_back()
+        super().on_connection_close()  # type: ignore[misc]
+
+    def _give_back(self) -> None:
+        if self._held:
+            self._budget().give_back(self._held)
+            self._held = 0
+
+    def _budget(self) -> BodyBudget:
+        return _shared(self, "body_budget", lambda: BodyBudget(self.config.body_buffer_bytes))
+
+
+class SmallBody(LimitedBody):
+    max_body = SMALL_BODY_BYTES
+
 
 class PushLimiter:
-    """A token bucket per client group: `burst` pushes at once, then `rate` per second."""
+    """A token bucket per key: `burst` pushes at once, then `rate` per second."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(1, burst)
         self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
 
-    def take(self, key: str) -> float:
+    def wait(self, key: Hashable) -> float:
+        """0 if a push may go now, else the seconds until one may; counts nothing."""
+        tokens, _ = self._refilled(key, self.clock())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def take(self, key: Hashable) -> float:
         """0 if a push may go now (and count it), else the seconds until one may."""
         now = self.clock()
-        tokens, at = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        tokens, _ = self._refilled(key, now)
         wait = 0.0
         if tokens >= 1:
             tokens -= 1
         else:
             wait = (1 - tokens) / self.rate
+        self._buckets.pop(key, None)
         self._buckets[key] = (tokens, now)
         if len(self._buckets) > MAX_BUCKETS:  # the least recently seen bucket has refilled most
             self._buckets.popitem(last=False)
         return wait
 
+    def _refilled(self, key: Hashable, now: float) -> tuple[float, float]:
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) * self.rate), now
 
-def push_limiter(handler: Any) -> PushLimiter | None:
-    """The application's limiter, made on first use; None when push_rate is 0 (off)."""
+
+def push_limiters(handler: Any) -> tuple[PushLimiter, PushLimiter] | None:
+    """The application's limiters (per group, per requester); None when push_rate is 0."""
     config = handler.config
     if config.push_rate <= 0:
         return None
-    settings = handler.application.settings
-    if "push_limiter" not in settings:
-        settings["push_limiter"] = PushLimiter(config.push_rate, config.push_burst)
-    return settings["push_limiter"]
+    share = max(1, config.push_user_groups)
+    return _shared(
+        handler,
+        "push_limiters",
+        lambda: (
+            PushLimiter(config.push_rate, config.push_burst),
+            PushLimiter(config.push_rate * share, config.push_burst * share),
+        ),
+    )
 
 
-def rate_limited(handler: Any, client_group_id: str) -> bool:
-    """Answers 429 with Retry-After (and returns True) when the group is over its rate."""
-    limiter = push_limiter(handler)
-    wait = 0.0 if limiter is None else limiter.take(client_group_id)
-    if not wait:
+def rate_limited(handler: Any, user_id: str | None, client_group_id: str) -> bool:
+    """Answers 429 with Retry-After (and returns True) when the push is over a rate.
+
+    Buckets: the client group, keyed by (user, group) so that no one's pushes count
+    against another user's group; the user; and the client address, so that a fresh
+    group id per push gains nothing. A push counts against all of them or none."""
+    limiters = push_limiters(handler)
+    if limiters is None:
         return False
+    group, requester = limiters
+    buckets = [(group, (user_id, client_group_id))]
+    if user_id is not None:
+        buckets.append((requester, ("user", user_id)))
+    address = client_key(handler)
+    if address is not None:
+        buckets.append((requester, ("address", address)))
+    wait = max(limiter.wait(key) for limiter, key in buckets)
+    if not wait:
+        for limiter, key in buckets:
+            limiter.take(key)
+        return False
+    metrics.request_refused("RateLimited")
     handler.set_status(429)
     handler.set_header("Retry-After", str(max(1, math.ceil(wait))))
     handler.write_json(
-        {"error": "RateLimited", "message": f"too many pushes from this client group; retry in {wait:.1f}s"}
+        {"error": "RateLimited", "message": f"too many pushes from this client; retry in {wait:.1f}s"}
     )
     return True
+
+
+def note_forwarding(handler: Any) -> None:
+    """Once per process: say that forwarding headers from an untrusted peer were ignored.
+    Behind a proxy missing from TRUSTED_PROXIES every client looks like the proxy, and
+    shares its per-address limits."""
+    headers = handler.request.headers
+    if "X-Forwarded-For" not in headers and "X-Real-Ip" not in headers:
+        return
+    settings = handler.application.settings
+    if settings.get("forwarding_noted"):
+        return
+    address = getattr(handler.request.connection.context, "address", None)
+    peer = address[0] if isinstance(address, tuple) else ""
+    if not _proxies(handler).trusts(peer):
+        settings["forwarding_noted"] = True
+        log.warning(
+            "X-Forwarded-For/X-Real-Ip from %s ignored: it is not in TRUSTED_PROXIES (if it is your"
+            " proxy, list it there, or every client counts as that one address)",
+            peer,
+        )
+
+
+def client_key(handler: Any) -> str | None:
+    """The request's client address for per-address limits (see connections.address_key);
+    None for a trusted proxy's own requests: it carries many clients."""
+    ip = handler.request.remote_ip or ""
+    return None if _proxies(handler).trusts(ip) else address_key(ip)
+
+
+def _proxies(handler: Any) -> TrustedProxies:
+    return _shared(handler, "trusted_proxies", lambda: TrustedProxies(handler.config.trusted_proxies))
+
+
+class AddressCounts:
+    """How many of something (poke listeners) each client address holds."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def count(self, key: str) -> int:
+        return self._counts[key]
+
+    def hold(self, key: str | None) -> _Held:
+        """A context manager that counts one for `key` while it lasts (None: nothing)."""
+        return _Held(self._counts, key)
+
+
+class _Held:
+    __slots__ = ("counts", "key")  # one per open poke stream: small, and no generator frame
+
+    def __init__(self, counts: Counter[str], key: str | None) -> None:
+        self.counts, self.key = counts, key
+
+    def __enter__(self) -> None:
+        if self.key is not None:
+            self.counts[self.key] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.key is not None:
+            self.counts[self.key] -= 1
+            if self.counts[self.key] <= 0:
+                del self.counts[self.key]
+
+
+def listener_counts(handler: Any) -> AddressCounts:
+    return _shared(handler, "listener_counts", AddressCounts)

@@ -95,5 +95,15 @@ def connection_refused(reason: str) -> None:
     REFUSED.labels(reason).inc()
 
 
+def request_refused(error: str) -> None:
+    """A refusal answered with a JSON error: its code ("BodyTooLarge", a fixed string of
+    ours, never the client's) becomes the reason ("body_too_large")."""
+    REFUSED.labels(_snake(error)).inc()
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
 def database_error(error: BaseException) -> None:
     DB_ERRORS.labels(type(error).__name__).inc()

@@ -33,8 +33,11 @@ class SSE:
         self._buffer = b""
 
     @classmethod
-    async def open(cls, base_url: str, space: str, timeout: float = 10.0) -> SSE:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address(base_url)), timeout)
+    async def open(cls, base_url: str, space: str, timeout: float = 10.0, source: str | None = None) -> SSE:
+        """source: the local address to connect from (127.0.0.2 is another client)."""
+        local = None if source is None else (source, 0)
+        connecting = asyncio.open_connection(*address(base_url), local_addr=local)
+        reader, writer = await asyncio.wait_for(connecting, timeout)
         sse = cls(reader, writer)
         writer.write(poke_request(space))
         await asyncio.wait_for(sse._read_head(), timeout)
@@ -93,9 +96,9 @@ class SSE:
         self.writer.close()
 
 
-async def listen(base_url: str, space: str, timeout: float = 10.0) -> SSE:
+async def listen(base_url: str, space: str, timeout: float = 10.0, source: str | None = None) -> SSE:
     """A poke stream the server has registered: hello is its first frame."""
-    sse = await SSE.open(base_url, space, timeout)
+    sse = await SSE.open(base_url, space, timeout, source)
     if sse.status != 200:
         raise RuntimeError(f"poke stream refused: {sse.status} {sse.headers}")
     first = await sse.data(timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -265,10 +266,22 @@ async def test_login_cookie(settings, http_client, base_url):
     tampered = f"{name}={value[:-2]}{'00' if not value.endswith('00') else '11'}"
     status, _, _ = await call(http_client, base_url, "GET", "/admin/api/spaces", headers={"Cookie": tampered})
     assert status == 401
+    # Logout needs the page's CSRF token (or X-Admin-Request): another site cannot end the session.
     r = await form("/admin/logout", "", cookie)
+    assert r.code == 403
+    r = await form("/admin/logout", "csrf=0123", cookie)
+    assert r.code == 403
+    page = await http_client.fetch(base_url + "/admin", headers=with_cookie)
+    [csrf] = re.findall(rb'name="csrf" value="([0-9a-f]{64})"', page.body)
+    r = await form("/admin/logout", f"csrf={csrf.decode()}", cookie)
     assert r.code == 303
     cleared = _cookie(r)
     assert cleared.startswith(f'{name}="";') and "Path=/admin" in cleared and "expires=" in cleared.lower()
+    # Logout ends the session on the server: the cookie, kept by someone, is dead.
+    status, _, _ = await call(http_client, base_url, "GET", "/admin/api/spaces", headers=with_cookie)
+    assert status == 401
+    page = await http_client.fetch(base_url + "/admin", headers=with_cookie, raise_error=False)
+    assert page.code == 401 and b'name="token"' in page.body
 
 
 @pytest.mark.parametrize("settings", [{"admin_token": "another-token-entirely-1234"}], indirect=True)

@@ -31,7 +31,7 @@ from tests.live import LiveServer
 async def test_database_outage_is_503_and_heals_without_restart(tmp_path):
     db = EmbeddedMongo(str(tmp_path))
     uri = db.start()
-    db_port = int(uri.split(":")[2].split("/")[0])
+    db_port = db.port
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=2000)
     hub = PokeHub()
     store = Store(client, "outage", on_commit=hub.poke)

@@ -233,7 +233,8 @@ def many_files() -> None:
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_500_listeners_in_one_space_all_get_the_poke(api, base_url, hub, many_files):
+@pytest.mark.parametrize("settings", [{"poke_max_per_address": 0}], indirect=True)  # all from 127.0.0.1
+async def test_500_listeners_in_one_space_all_get_the_poke(api, base_url, hub, many_files, settings):
     space = await api.create_space()
     listeners = await asyncio.gather(*(listen(base_url, space) for _ in range(500)))
     assert hub.listener_count(space) == 500 and hub.space_count() == 1

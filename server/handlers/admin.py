@@ -2,8 +2,9 @@
 
 Routed only when Settings.admin_token is set (otherwise /admin is a plain 404).
 APIs take `Authorization: Bearer <token>`; the pages use a signed, HTTP-only cookie
-set by a login form. Cookie-authenticated writes also need the X-Admin-Request
-header, which a cross-site form cannot send.
+set by a login form, naming a session kept in the database (server/admin_auth.py)
+that logout ends. Cookie-authenticated writes also need the X-Admin-Request header,
+which a cross-site form cannot send; logout takes that or the form's CSRF token.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import hashlib
 import hmac
 import json
 import re
-import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 from tornado.web import create_signed_value, decode_signed_value
 
+from server.admin_auth import AdminSessions, FailedAttempts, logout_token
 from server.config import Settings
-from server.handlers.base import JSONHandler
+from server.handlers.base import JSONHandler, StaticHandler, count_refusal
+from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id, json_object
 from server.store import Store
@@ -63,33 +64,6 @@ def check_cursor(raw: str | None) -> int | None:
     return int(raw)
 
 
-class FailedAttempts:
-    """Wrong tokens per client address: after `limit` within `window` seconds, every
-    attempt from there is refused (429) until the window passes. Bounds guessing."""
-
-    def __init__(self, limit: int = 20, window: float = 60.0, addresses: int = 10_000) -> None:
-        self.limit, self.window, self.addresses = limit, window, addresses
-        self._seen: OrderedDict[str, list[float]] = OrderedDict()
-
-    def _recent(self, address: str) -> list[float]:
-        cutoff = time.monotonic() - self.window
-        times = [t for t in self._seen.get(address, []) if t > cutoff]
-        if times:
-            self._seen[address] = times
-        else:
-            self._seen.pop(address, None)
-        return times
-
-    def blocked(self, address: str) -> bool:
-        return len(self._recent(address)) >= self.limit
-
-    def failed(self, address: str) -> None:
-        self._seen[address] = [*self._recent(address), time.monotonic()]
-        self._seen.move_to_end(address)
-        if len(self._seen) > self.addresses:
-            self._seen.popitem(last=False)
-
-
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
@@ -101,11 +75,14 @@ def cookie_secret(token: str, configured: str) -> str:
 class AdminHandler(JSONHandler):
     """Authentication and no CORS: the inspector is same-origin only."""
 
+    session_id: str | None = None  # of a valid login cookie, once auth_method() found one
+
     def initialize(  # type: ignore[override]
-        self, store: Store, hub: PokeHub, config: Settings, attempts: FailedAttempts
+        self, store: Store, hub: PokeHub, config: Settings, attempts: FailedAttempts, sessions: AdminSessions
     ) -> None:
         super().initialize(store, hub, config)
         self.attempts = attempts
+        self.sessions = sessions
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -127,6 +104,7 @@ class AdminHandler(JSONHandler):
         return page
 
     def _token_ok(self, given: str) -> bool:
+        note_forwarding(self)  # the lockout counts per address: say if it cannot see clients
         address = self.request.remote_ip or ""
         if self.attempts.blocked(address):
             raise RequestError(429, "TooManyAttempts", "too many wrong tokens; wait a minute")
@@ -140,25 +118,35 @@ class AdminHandler(JSONHandler):
         return cookie_secret(self.config.admin_token, self.config.cookie_secret)
 
     def _fingerprint(self) -> str:
-        # Changing the token logs every cookie out, even with a fixed cookie secret.
-        return hashlib.sha256(b"cookie:" + self.config.admin_token.encode()).hexdigest()
+        # Changing the token logs every session out, even with a fixed cookie secret.
+        return hmac.new(
+            self._secret().encode(), b"token:" + self.config.admin_token.encode(), "sha256"
+        ).hexdigest()
 
-    def auth_method(self) -> str | None:
+    async def auth_method(self) -> str | None:
         """Which credential checks out: "bearer", "cookie", or None."""
         header = self.request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
             return "bearer" if scheme.lower() == "bearer" and self._token_ok(token.strip()) else None
-        raw = self.get_cookie(COOKIE)
-        if not raw:
-            return None
-        value = decode_signed_value(self._secret(), COOKIE, raw, max_age_days=COOKIE_DAYS)
-        if value is not None and hmac.compare_digest(value, self._fingerprint().encode()):
+        session_id = self._cookie_session()
+        if session_id is not None and await self.sessions.valid(session_id, self._fingerprint()):
+            self.session_id = session_id
             return "cookie"
         return None
 
-    def log_in(self) -> None:
-        value = create_signed_value(self._secret(), COOKIE, self._fingerprint())
+    def _cookie_session(self) -> str | None:
+        raw = self.get_cookie(COOKIE)
+        value = raw and decode_signed_value(self._secret(), COOKIE, raw, max_age_days=COOKIE_DAYS)
+        return value.decode() if value else None
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        token = logout_token(self._secret(), self.session_id) if self.session_id else ""
+        return {**super().get_template_namespace(), "logout_token": token}
+
+    async def log_in(self) -> None:
+        session_id = await self.sessions.start(self._fingerprint())
+        value = create_signed_value(self._secret(), COOKIE, session_id)
         self.set_cookie(
             COOKIE,
             value.decode(),
@@ -169,13 +157,15 @@ class AdminHandler(JSONHandler):
             expires_days=COOKIE_DAYS,
         )
 
-    def log_out(self) -> None:
+    async def log_out(self) -> None:
+        if self.session_id is not None:
+            await self.sessions.end(self.session_id)
         self.clear_cookie(COOKIE, path="/admin")
 
 
 class AdminAPIHandler(AdminHandler):
-    def prepare(self) -> None:
-        method = self.auth_method()
+    async def prepare(self) -> None:
+        method = await self.auth_method()
         if method is None:
             raise RequestError(401, "Unauthorized", "send Authorization: Bearer <admin token>")
         if (
@@ -264,6 +254,14 @@ class PageHandler(AdminHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         return {**super().get_template_namespace(), "when": _when, "dumps": _dumps}
 
+    def check_logout_csrf(self) -> None:
+        """Logout's CSRF check: the X-Admin-Request header (scripts) or the form's token."""
+        if self.request.headers.get(WRITE_HEADER):
+            return
+        expected = logout_token(self._secret(), self.session_id or "")
+        if not hmac.compare_digest(self.get_body_argument("csrf", ""), expected):
+            raise RequestError(403, "Forbidden", "log out from the admin page (its form carries a token)")
+
     def login_page(self, message: str = "") -> None:
         self.set_status(401)
         self.render("login.html", message=message)
@@ -271,6 +269,7 @@ class PageHandler(AdminHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
         if isinstance(error, RequestError):
+            count_refusal(error)
             self.error_body = error.body()
             self.set_status(error.status)
             self.render("error.html", status=error.status, message=error.message)
@@ -280,7 +279,7 @@ class PageHandler(AdminHandler):
 
 class SpacesPage(PageHandler):
     async def get(self) -> None:
-        if self.auth_method() is None:
+        if await self.auth_method() is None:
             self.login_page()
             return
         q = check_search(self.get_query_argument("q", "").strip())
@@ -291,7 +290,7 @@ class SpacesPage(PageHandler):
 
 class SpacePage(PageHandler):
     async def get(self, space_id: str) -> None:
-        if self.auth_method() is None:
+        if await self.auth_method() is None:
             self.login_page()
             return
         space = await self.space_view(space_id)
@@ -304,17 +303,19 @@ class LoginPage(PageHandler):
     def get(self) -> None:
         self.redirect("/admin")
 
-    def post(self) -> None:
+    async def post(self) -> None:
         if not self._token_ok(self.get_body_argument("token", "")):
             self.login_page("That token is not right.")
             return
-        self.log_in()
+        await self.log_in()
         self.redirect("/admin", status=303)
 
 
 class LogoutPage(PageHandler):
-    def post(self) -> None:
-        self.log_out()
+    async def post(self) -> None:
+        if await self.auth_method() == "cookie":
+            self.check_logout_csrf()  # another site must not end the session
+        await self.log_out()
         self.redirect("/admin", status=303)
 
 
@@ -329,14 +330,15 @@ def _dumps(value: Any, limit: int = 300) -> str:
 
 
 def admin_routes(deps: dict[str, Any]) -> list[Any]:
-    deps = {**deps, "attempts": FailedAttempts()}
+    sessions = AdminSessions(deps["store"], COOKIE_DAYS * 86400)
+    deps = {**deps, "attempts": FailedAttempts(), "sessions": sessions}
     space = r"([^/]+)"
     return [
         (r"/admin/?", SpacesPage, deps),
         (rf"/admin/space/{space}", SpacePage, deps),
         (r"/admin/login", LoginPage, deps),
         (r"/admin/logout", LogoutPage, deps),
-        (r"/admin/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
+        (r"/admin/static/(.*)", StaticHandler, {"path": str(STATIC)}),
         (r"/admin/api/spaces", SpacesAPI, deps),
         (rf"/admin/api/spaces/{space}", SpaceAPI, deps),
         (rf"/admin/api/spaces/{space}/entries", EntriesAPI, deps),

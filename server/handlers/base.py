@@ -12,11 +12,15 @@ from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeo
 
 from server import metrics
 from server.config import Settings
+from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id, parse_json
 from server.store import Store
 
 log = logging.getLogger(__name__)
+
+# Answers counted in replicache_refused_total: refusals of a request, not client mistakes.
+REFUSALS = {401, 413, 429, "ShuttingDown", "ServerBusy", "ServerFull"}
 
 ALLOW_HEADERS = "Content-Type, Authorization, X-Replicache-RequestID, Accept"
 
@@ -28,15 +32,19 @@ class JSONHandler(tornado.web.RequestHandler):
         self.config = config
 
     def set_default_headers(self) -> None:
+        # Vary on every answer, allowed or not: a cache must not hand one origin's
+        # answer (with or without Access-Control-Allow-Origin) to another.
+        self.set_header("Vary", "Origin")
         allowed = self.application.settings["allowed_origins"]
-        origin = self.request.headers.get("Origin")
         if allowed is None:
             self.set_header("Access-Control-Allow-Origin", "*")
-        elif origin in allowed:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Vary", "Origin")
+        else:
+            origin = self.request.headers.get("Origin")
+            if origin in allowed:
+                self.set_header("Access-Control-Allow-Origin", origin)
 
     def prepare(self) -> None:
+        note_forwarding(self)
         # Shutting down: refuse new work, so draining the queued pushes comes to an end.
         if self.hub.closing:
             raise RequestError(503, "ShuttingDown", "this server is shutting down; retry")
@@ -72,6 +80,7 @@ class JSONHandler(tornado.web.RequestHandler):
         if isinstance(error, RequestError):
             self.set_status(error.status)
             body = error.body()
+            count_refusal(error)
         elif isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
             self.set_status(503)
             body = {"error": "DatabaseUnavailable", "message": "the database is not reachable; retry later"}
@@ -90,11 +99,38 @@ class JSONHandler(tornado.web.RequestHandler):
         if isinstance(value, RequestError):
             return  # a client's mistake: the access log line has its error and message
         if isinstance(value, (ServerSelectionTimeoutError, ConnectionFailure)):
-            log.warning("%s %s -> 503: %s", self.request.method, self.request.uri, value)
+            log.warning("%s %s -> 503: %s", self.request.method, self.request.path, value)
         else:
-            super().log_exception(typ, value, tb)
+            log_failure(self, typ, value, tb)
 
 
 class NotFoundHandler(JSONHandler):
     def prepare(self) -> None:
         raise RequestError(404, "NotFound", f"no route for {self.request.path}")
+
+
+def count_refusal(error: RequestError) -> None:
+    if error.status in REFUSALS or error.error in REFUSALS:
+        metrics.request_refused(error.error)
+
+
+def log_failure(handler: tornado.web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:
+    """Tornado's log_exception with the path, never the URI: its query may hold a token
+    (the poke stream's ?auth=). A 4xx HTTPError is the client's (the access log has it)."""
+    if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
+        return
+    request = handler.request
+    log.error("uncaught exception %s %s", request.method, request.path, exc_info=(typ, value, tb))
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """Static files: a NUL in the path is a 404, not a ValueError from the file system
+    (a 500 with a traceback); failures are logged with the path only."""
+
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        log_failure(self, typ, value, tb)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import tornado.web
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
@@ -11,12 +13,22 @@ from server import metrics
 from server.handlers.base import JSONHandler
 
 
-class HealthzHandler(JSONHandler):
+class OpsHandler(JSONHandler):
+    """For probes and scrapers, never for browsers on other sites: no CORS headers."""
+
+    def set_default_headers(self) -> None:
+        pass
+
+    def options(self, *args: Any) -> None:
+        raise tornado.web.HTTPError(405)
+
+
+class HealthzHandler(OpsHandler):
     def get(self) -> None:
         self.write_json({"status": "ok"})
 
 
-class ReadyzHandler(JSONHandler):
+class ReadyzHandler(OpsHandler):
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         if self.hub.closing:
@@ -40,7 +52,7 @@ class ReadyzHandler(JSONHandler):
         self.write_json(self.error_body)
 
 
-class MetricsHandler(JSONHandler):
+class MetricsHandler(OpsHandler):
     def get(self) -> None:
         # Prometheus text 0.0.4 by default; OpenMetrics when the scraper asks for it.
         encode, content_type = choose_encoder(self.request.headers.get("Accept", ""))

@@ -23,7 +23,7 @@ from tornado.escape import xhtml_escape
 
 from server.auth import page_token
 from server.config import Settings
-from server.handlers.base import JSONHandler
+from server.handlers.base import JSONHandler, StaticHandler, count_refusal
 from server.pokes import PokeHub
 from server.protocol import RequestError, check_space_id
 from server.store import Store
@@ -102,6 +102,7 @@ class PageHandler(JSONHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
         if isinstance(error, RequestError):
+            count_refusal(error)
             self.set_status(error.status)
             message = error.message
         elif isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
@@ -183,7 +184,7 @@ class SpaceAuthHandler(JSONHandler):
         self.write_json({"auth": page_token(self.config, space_id, page_user(self))})
 
 
-class DistHandler(tornado.web.StaticFileHandler):
+class DistHandler(StaticHandler):
     """Hashed bundle files are cached for a year; anything else is revalidated."""
 
     def initialize(self, path: str, bundle: Bundle) -> None:  # type: ignore[override]

@@ -19,6 +19,7 @@ from tornado import httputil
 from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.handlers.replicache import require_space
+from server.limits import client_key, listener_counts
 from server.pokes import BEAT, Listener, hello_frame
 from server.protocol import RequestError
 
@@ -39,7 +40,8 @@ class PokeHandler(JSONHandler):
         heartbeat = timedelta(seconds=self.config.heartbeat_seconds)
         stream = self.request.connection.stream  # type: ignore[attr-defined]
         listener = Listener(stream, chunked=self.request.version == "HTTP/1.1")
-        with self.hub.listen(space_id, listener) as channel:
+        address = client_key(self)
+        with self.hub.listen(space_id, listener) as channel, listener_counts(self).hold(address):
             self.write(hello_frame())
             self.flush()
             if stream.closed():  # the client hung up before its stream began
@@ -70,6 +72,12 @@ class PokeHandler(JSONHandler):
         self.finish()  # shutdown or a deleted space: a clean end of the chunked stream
 
     def check_caps(self, space_id: str) -> None:
+        per_address = self.config.poke_max_per_address
+        address = client_key(self)
+        if per_address and address is not None and listener_counts(self).count(address) >= per_address:
+            raise RequestError(
+                429, "TooManyListeners", f"this address holds {per_address} poke listeners already"
+            )
         if self.hub.listener_count(space_id) >= self.config.poke_max_per_space:
             raise RequestError(
                 429,

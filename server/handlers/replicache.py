@@ -8,7 +8,7 @@ from tornado.web import stream_request_body
 
 from server.auth import authorize
 from server.handlers.base import JSONHandler
-from server.limits import LimitedBody, rate_limited
+from server.limits import LimitedBody, SmallBody, rate_limited
 from server.protocol import (
     check_space_id,
     json_object,
@@ -31,7 +31,7 @@ class PushHandler(LimitedBody, JSONHandler):
             self.write_json(version_not_supported("push"))
             return
         request = replace(parse_push(body), user_id=user_id)
-        if rate_limited(self, request.client_group_id):
+        if rate_limited(self, user_id, request.client_group_id):
             return
         self.write_json(await self.store.push(space_id, request))
 
@@ -49,7 +49,7 @@ class PullHandler(LimitedBody, JSONHandler):
 
 
 @stream_request_body
-class CreateSpaceHandler(LimitedBody, JSONHandler):
+class CreateSpaceHandler(SmallBody, JSONHandler):
     async def post(self) -> None:
         body = json_object(self.json_body(), "createSpace")
         wanted = body.get("spaceID")
@@ -60,7 +60,7 @@ class CreateSpaceHandler(LimitedBody, JSONHandler):
 
 
 @stream_request_body
-class SpaceExistsHandler(LimitedBody, JSONHandler):
+class SpaceExistsHandler(SmallBody, JSONHandler):
     async def post(self) -> None:
         body = json_object(self.json_body(), "spaceExists")
         space_id = check_space_id(body.get("spaceID"))

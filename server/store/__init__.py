@@ -116,6 +116,13 @@ class Store:
             self._pusher = self._make_pusher(across_spaces=False)
             log.info("sharded cluster: push batches stay within one space")
 
+    def collection(self, name: str) -> Any:
+        """A collection of this database for another module's own records (admin sessions);
+        never one of the store's (schema.DATA, OWNERS, META)."""
+        if name in (schema.DATA, schema.OWNERS, schema.META):
+            raise ValueError(f"{name} belongs to the store")
+        return self.db.db[name]
+
     async def ping(self) -> None:
         """Raises unless the database answers."""
         await self.db.ping()
