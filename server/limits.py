@@ -31,6 +31,7 @@ class LimitedBody:
         pending = super().prepare()  # type: ignore[misc]
         if pending is not None:  # another prepare() in the handler's bases may be async
             await pending
+        await self.authenticate()  # before any body byte is read: a stranger's is never read
         self._chunks: list[bytes] = []
         self._size = 0
         limit = self.config.max_body_bytes
@@ -39,6 +40,9 @@ class LimitedBody:
         self.request.connection.set_max_body_size(2**62)
         if length.isdigit() and int(length) > limit:
             raise body_too_large(limit)
+
+    async def authenticate(self) -> None:
+        """Checks credentials (server/auth: SpaceAuth, CreateAuth); open endpoints keep this no-op."""
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:  # type: ignore[attr-defined]
