@@ -8,6 +8,7 @@ header, which a cross-site form cannot send.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from tornado.web import create_signed_value, decode_signed_value
 from server.admin_store import AdminStore, check_limit, check_offset, check_search
 from server.config import Settings
 from server.handlers.base import JSONHandler
+from server.handlers.poke import PokeHandler
 from server.pokes import PokeHub
 from server.protocol import RequestError, check_space_id, json_object
 from server.store import Store
@@ -33,6 +35,8 @@ PAGE_SIZE = 25
 ENTRY_PAGE_SIZE = 50
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "admin_static"
+LOGIN_CSS = (STATIC / "admin.css").read_text()
+LOGIN_CSS_HASH = f"'sha256-{base64.b64encode(hashlib.sha256(LOGIN_CSS.encode()).digest()).decode()}'"
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -221,6 +225,28 @@ class ExportAPI(AdminAPIHandler):
         self.finish()
 
 
+class PokesAPI(AdminAPIHandler, PokeHandler):
+    """GET /admin/api/pokes?spaceID=: the live view's poke stream, behind the admin login
+    (the app's own tokens are not the admin's, and the login cookie is scoped to /admin)."""
+
+    async def check_credentials(self, space_id: str) -> None:
+        pass  # prepare() checked the admin's
+
+
+class StaticFiles(AdminHandler, tornado.web.StaticFileHandler):
+    """/admin/static/: the pages' script and styles, for a logged-in admin only."""
+
+    def initialize(  # type: ignore[override]
+        self, store: Store, hub: PokeHub, config: Settings, attempts: FailedAttempts, path: str
+    ) -> None:
+        AdminHandler.initialize(self, store, hub, config, attempts)
+        tornado.web.StaticFileHandler.initialize(self, path)
+
+    def prepare(self) -> None:
+        if self.auth_method() is None:
+            raise RequestError(401, "Unauthorized", "log in at /admin first")
+
+
 class PageHandler(AdminHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -233,8 +259,12 @@ class PageHandler(AdminHandler):
         return {**super().get_template_namespace(), "when": _when, "dumps": _dumps}
 
     def login_page(self, message: str = "") -> None:
+        # Its styles inline (allowed by their hash): /admin/static/ is for logged-in admins.
         self.set_status(401)
-        self.render("login.html", message=message)
+        self.set_header(
+            "Content-Security-Policy", PAGE_CSP.replace("style-src 'self'", f"style-src {LOGIN_CSS_HASH}")
+        )
+        self.render("login.html", message=message, css=LOGIN_CSS)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
@@ -270,6 +300,9 @@ class SpacePage(PageHandler):
 
 class LoginPage(PageHandler):
     def get(self) -> None:
+        if self.auth_method() is None:
+            self.login_page()
+            return
         self.redirect("/admin")
 
     def post(self) -> None:
@@ -282,6 +315,9 @@ class LoginPage(PageHandler):
 
 class LogoutPage(PageHandler):
     def post(self) -> None:
+        if self.auth_method() is None:  # nobody to log out: refused like every admin route
+            self.login_page()
+            return
         self.log_out()
         self.redirect("/admin", status=303)
 
@@ -304,7 +340,8 @@ def admin_routes(deps: dict[str, Any]) -> list[Any]:
         (rf"/admin/space/{space}", SpacePage, deps),
         (r"/admin/login", LoginPage, deps),
         (r"/admin/logout", LogoutPage, deps),
-        (r"/admin/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
+        (r"/admin/static/(.*)", StaticFiles, {**deps, "path": str(STATIC)}),
+        (r"/admin/api/pokes", PokesAPI, deps),
         (r"/admin/api/spaces", SpacesAPI, deps),
         (rf"/admin/api/spaces/{space}", SpaceAPI, deps),
         (rf"/admin/api/spaces/{space}/entries", EntriesAPI, deps),
