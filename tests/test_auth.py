@@ -16,7 +16,8 @@ from server import auth
 from server.auth import tokens
 from server.protocol import RequestError
 from tests.helpers import mutation
-from tests.live import ROOT
+from tests.live import ROOT, LiveServer
+from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test
 
@@ -177,3 +178,84 @@ async def test_credentials_are_checked_before_the_body_is_read(http_server, http
         assert line.startswith(f"HTTP/1.1 {status} ".encode()), (path, line)
         writer.close()
     assert await store.client_groups.count_documents({}) == 0
+
+
+async def raw_get(port: int, path: str, source: str) -> int:
+    """A GET from a given loopback address (127.0.0.0/8 all reaches the server)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status = int((await asyncio.wait_for(reader.readline(), 10)).split()[1])
+    writer.close()
+    return status
+
+
+DEMO = {**AUTH, "public_demo": True, "demo_rate": 0.001, "demo_burst": 3}
+
+
+@pytest.mark.parametrize("settings", [DEMO], indirect=True)
+async def test_public_demo_is_rate_limited_per_address_and_counted(
+    http_client, base_url, http_port, settings, store, client_dist
+):
+    await store.create_space("s1")
+    before = await scrape(http_client, base_url)
+    one, two = "127.0.0.2", "127.0.0.3"
+    assert [await raw_get(http_port, "/", one) for _ in range(3)] == [303, 303, 303]
+    assert await raw_get(http_port, "/", one) == 429
+    assert await raw_get(http_port, "/space/s1/auth", one) == 429
+    assert await raw_get(http_port, "/space/s1", one) == 429  # its meta token too
+    # Another address is not slowed down by the first one.
+    assert await raw_get(http_port, "/space/s1/auth", two) == 200
+    assert await raw_get(http_port, "/space/s1", two) == 200
+    assert await raw_get(http_port, "/space/nowhere/auth", two) == 404  # no token for no space
+    after = await scrape(http_client, base_url)
+    assert delta(after, before, "replicache_public_demo_total", what="space") == 3
+    assert delta(after, before, "replicache_public_demo_total", what="token") == 2
+    assert delta(after, before, "replicache_refused_total", reason="public_demo_rate") == 3
+    assert await store.spaces.count_documents({}) == 4
+
+
+def test_no_secret_or_token_reaches_the_logs_or_metrics(tmp_path, client_dist):
+    import urllib.error
+    import urllib.request
+
+    from tests.jwtkit import claims, sign
+
+    jwt_secret, admin = "jwt-secret-" + "j" * 40, "admin-token-" + "a" * 30
+    env = {"JWT_SECRET": jwt_secret, "ADMIN_TOKEN": admin, "COOKIE_SECRET": "cookie-secret-" + "c" * 30}
+    used = [
+        sign(jwt_secret, claims("u1", ["s1"]), "HS256"),
+        sign(jwt_secret, claims("u1", ["s2"]), "HS256"),  # 403
+        sign(jwt_secret, claims("u1", ["s1"], ttl=-600), "HS256"),  # expired
+        sign("not-the-secret-" + "x" * 32, claims("u1", ["s1"]), "HS256"),  # bad signature
+    ]
+
+    def request(path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+        r = urllib.request.Request(
+            server.url + path, body, {"Content-Type": "application/json", **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(r, timeout=10) as response:
+                if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    return response.status  # the stream stays open: hang up
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    with LiveServer(data_dir=tmp_path, env={**env, "LOG_LEVEL": "debug"}) as server:
+        assert request("/api/replicache/createSpace", b'{"spaceID": "s1"}', {"Authorization": used[0]}) == 200
+        push = json.dumps(
+            {"profileID": "p", "clientGroupID": "g", "mutations": [], "pushVersion": 1}
+        ).encode()
+        statuses = [request("/api/replicache/push?spaceID=s1", push, {"Authorization": t}) for t in used]
+        assert statuses == [200, 403, 401, 401]
+        assert [request(f"/api/replicache/poke?spaceID=s1&auth={t}") for t in used] == [200, 403, 401, 401]
+        assert request("/admin/api/spaces", headers={"Authorization": "Bearer " + admin[:-1]}) == 401
+        assert request("/admin/api/spaces", headers={"Authorization": "Bearer " + admin}) == 200
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=10).read().decode()
+    logs = "".join(server.output)
+    assert "path=/api/replicache/poke" in logs and "status=403" in logs  # the requests were logged
+    for secret in [*env.values(), *used, admin[:-1]]:
+        assert secret not in logs and secret not in metrics
+        for part in secret.split(".")[1:]:  # nor a token's payload or signature alone
+            assert part not in logs

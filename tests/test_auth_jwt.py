@@ -27,6 +27,7 @@ pytestmark = pytest.mark.gen_test
 RSA, RSA2, EC, EC2, ED, ED2 = rsa_key(), rsa_key(), ec_key(), ec_key(), ed_key(), ed_key()
 HS = hs_secret()
 SPACE = "s1"
+URL_SECRET = "jwks-url-secret-" + "u" * 12
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def settings(request, key_server, tmp_path) -> Settings:
         path.write_text(public_pem(param.pop("pem")))
         param["jwt_public_key"] = str(path)
     if param.pop("jwks", False):
-        param["jwks_url"] = key_server.url + "/jwks.json"
+        param["jwks_url"] = key_server.url + "/jwks.json?key=" + URL_SECRET  # a URL may hold a secret
     return Settings(**param)
 
 
@@ -267,6 +268,7 @@ async def test_jwks_rotation_and_outage(settings, api, space, key_server, http_c
     assert r.code == 200 and detail["state"] == "stale" and detail["keys"] == 2
     assert "Connection" in detail["lastError"] or "refused" in detail["lastError"]
     assert key_server.fetches == fetches  # it is down: nothing reached it
+    assert URL_SECRET not in caplog.text and URL_SECRET not in r.body.decode()
 
 
 @pytest.mark.parametrize("settings", [{"jwks": True}], indirect=True)

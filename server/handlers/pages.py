@@ -93,6 +93,9 @@ class PageHandler(JSONHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
 
+    def options(self, *args: Any) -> None:
+        raise tornado.web.HTTPError(405)  # same-origin pages: no CORS preflight to answer
+
     def write_html(self, body: bytes | str) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_CSP)
@@ -187,6 +190,9 @@ class SpacePageHandler(PageHandler):
 
 class SpaceAuthHandler(JSONHandler):
     """GET /space/<id>/auth (--public-demo only): a fresh token for the page's `getAuth`."""
+
+    def options(self, *args: Any) -> None:
+        raise tornado.web.HTTPError(405)  # for the same-origin page only
 
     async def get(self, raw_id: str) -> None:
         space_id = check_space_id(raw_id)
