@@ -7,6 +7,8 @@ import asyncio
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,7 @@ from server import auth
 from server.auth import tokens
 from server.protocol import RequestError
 from tests.helpers import mutation
+from tests.jwtkit import claims, sign
 from tests.live import ROOT, LiveServer
 from tests.test_ops import delta, scrape
 
@@ -215,11 +218,6 @@ async def test_public_demo_is_rate_limited_per_address_and_counted(
 
 
 def test_no_secret_or_token_reaches_the_logs_or_metrics(tmp_path, client_dist):
-    import urllib.error
-    import urllib.request
-
-    from tests.jwtkit import claims, sign
-
     jwt_secret, admin = "jwt-secret-" + "j" * 40, "admin-token-" + "a" * 30
     env = {"JWT_SECRET": jwt_secret, "ADMIN_TOKEN": admin, "COOKIE_SECRET": "cookie-secret-" + "c" * 30}
     used = [

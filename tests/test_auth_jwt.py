@@ -9,6 +9,8 @@ import hashlib
 import hmac
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,12 @@ from typing import Any
 import pytest
 
 from server.auth.jwks import JWKS
+from server.auth.jwts import algorithms_for_key, load_public_key
 from server.config import Settings
 from tests.helpers import Api, Reply, mutation, uid
 from tests.jwtkit import KeyServer, claims, ec_key, ed_key, hs_secret, jwk, public_pem, rsa_key, sign
+from tests.live import ROOT
+from tests.test_auth import sse_status
 from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test
@@ -196,8 +201,6 @@ async def test_create_space_and_the_poke_stream_check_it_too(settings, api, spac
     assert r.status == 200
     r = await api.post(create, {"spaceID": "x"}, bearer(sign(HS, claims(ttl=-600), "HS256")))
     assert r.status == 401
-    from tests.test_auth import sse_status  # one raw status reader
-
     port = int(api.base_url.rsplit(":", 1)[1])
     path = f"/api/replicache/poke?spaceID={SPACE}"
     assert await sse_status(port, path) == b"HTTP/1.1 401 Unauthorized"
@@ -354,11 +357,6 @@ def test_settings_choose_one_source(tmp_path):
 
 
 def test_help_prefers_env_variables_and_never_shows_a_secret():
-    import subprocess
-    import sys
-
-    from tests.live import ROOT
-
     secrets = {"AUTH_SECRET": "s3cret-auth-value", "ADMIN_TOKEN": "s3cret-admin-value"}
     out = subprocess.run(
         [sys.executable, "-m", "server", "--help"],
@@ -376,8 +374,6 @@ def test_help_prefers_env_variables_and_never_shows_a_secret():
 
 
 def test_pem_file_and_text(tmp_path: Path):
-    from server.auth.jwts import algorithms_for_key, load_public_key
-
     (tmp_path / "k.pem").write_text(public_pem(RSA))
     assert algorithms_for_key(load_public_key(str(tmp_path / "k.pem")))[0] == "RS256"
     assert algorithms_for_key(load_public_key(public_pem(EC))) == ("ES256",)

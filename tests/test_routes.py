@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +193,6 @@ def app_rules(**fields: Any) -> list[str]:
 
 
 def test_the_table_covers_every_route():
-    import re
-
     paths = [p.split("?")[0].replace(APP_JS, "app-HASH.js") for _, ps, _ in TABLE for p in ps]
     for fields in MODES.values():
         for pattern in app_rules(**fields):
@@ -213,8 +212,6 @@ ADMIN_PATTERNS = [p for p in app_rules(admin_token=ADMIN) if p.startswith("/admi
 
 def admin_path(pattern: str) -> str:
     """A concrete path for a route pattern: files for (.*), the test's space elsewhere."""
-    import re
-
     path = pattern.removesuffix("$").replace("/?", "/")
     path = path.replace("(.*)", "admin.js")
     return re.sub(r"\([^)]*\)", S, path) + f"?spaceID={S}"
