@@ -7,6 +7,7 @@ const DEFAULT_PULL_INTERVAL_MS = 60_000;
 // The server only serves this page for /space/<id> with a valid, existing id.
 const spaceID = decodeURIComponent(location.pathname.split("/")[2] ?? "");
 const api = "/api/replicache";
+const $ = (id) => document.getElementById(id);
 const query = `spaceID=${encodeURIComponent(spaceID)}`;
 
 /**
@@ -21,8 +22,33 @@ function pullInterval(params) {
   return Number.isInteger(ms) && ms >= 1000 ? ms : DEFAULT_PULL_INTERVAL_MS;
 }
 
-// Set by the server when it requires tokens (--auth-secret); empty otherwise.
-const auth = document.querySelector('meta[name="replicache-auth"]')?.content ?? "";
+// Tokens, when the server wants them. <meta name="replicache-auth"> holds the first one,
+// <meta name="replicache-auth-url"> where to get the next (a JSON {"auth": token}, fetched
+// with this page's cookies). This server writes both with --public-demo; an app that
+// serves this page after its own sign-in writes its own. See README "Auth".
+const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
+let auth = meta("replicache-auth");
+const authURL = meta("replicache-auth-url");
+// Counters the browser test reads: tokens fetched, poke streams opened.
+const stats = { tokens: 0, streams: 0 };
+globalThis.counterStats = stats;
+
+/** A fresh token, or null when there is none to be had (the page then says so). */
+async function freshAuth() {
+  if (!authURL) {
+    $("auth-needed").hidden = false;
+    return null;
+  }
+  try {
+    const response = await fetch(authURL, { cache: "no-store" });
+    if (!response.ok) return null;
+    auth = (await response.json()).auth || "";
+  } catch {
+    return null; // offline: Replicache and the poke stream try again later
+  }
+  stats.tokens += 1;
+  return auth || null;
+}
 
 const rep = new Replicache({
   // The space is part of the name: each space gets its own local store and cookie.
@@ -33,16 +59,10 @@ const rep = new Replicache({
   mutators,
   auth,
 });
-if (auth) {
-  // On a 401 (say, an expired token) Replicache asks for a new one and retries.
-  rep.getAuth = async () => {
-    const response = await fetch(`/space/${encodeURIComponent(spaceID)}/auth`);
-    return response.ok ? (await response.json()).auth : null;
-  };
-}
+// On a 401 (no token yet, or an expired one) Replicache asks for a new one and retries.
+rep.getAuth = freshAuth;
 globalThis.rep = rep; // for the browser console and the browser test
 
-const $ = (id) => document.getElementById(id);
 const countEl = $("count");
 const button = $("increment");
 const pendingEl = $("pending");
@@ -79,17 +99,40 @@ button.disabled = false;
 
 // Pokes: the server says "pull soon" after every commit to this space.
 // EventSource cannot send headers: the token goes in the query, on this stream only.
-const authQuery = auth ? `&auth=${encodeURIComponent(auth)}` : "";
-const events = new EventSource(`${api}/poke?${query}${authQuery}`);
-events.addEventListener("message", (event) => {
-  if (event.data === "poke") rep.pull();
-});
+// The browser reconnects a dropped stream by itself, but gives up for good on an HTTP
+// error, such as the 401 for a token that expired since the stream opened: then get a
+// fresh token and open a new stream, backing off while that keeps failing.
+const STREAM_RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
+let failures = 0;
 let connectedBefore = false;
-events.addEventListener("open", () => {
-  // A reconnect may have missed pokes; the first connection follows the start-up pull.
-  if (connectedBefore) rep.pull();
-  connectedBefore = true;
-});
+
+function openPokes() {
+  const authQuery = auth ? `&auth=${encodeURIComponent(auth)}` : "";
+  const events = new EventSource(`${api}/poke?${query}${authQuery}`);
+  events.addEventListener("message", (event) => {
+    if (event.data === "poke") rep.pull();
+  });
+  events.addEventListener("open", () => {
+    // A reconnect may have missed pokes; the first connection follows the start-up pull.
+    if (connectedBefore) rep.pull();
+    connectedBefore = true;
+    failures = 0;
+    stats.streams += 1;
+  });
+  events.addEventListener("error", () => {
+    if (events.readyState !== EventSource.CLOSED) return; // the browser retries this one
+    const delay = STREAM_RETRY_MS[Math.min(failures, STREAM_RETRY_MS.length - 1)];
+    failures += 1;
+    setTimeout(async () => {
+      if (auth || authURL) {
+        const fresh = await freshAuth();
+        if (fresh) rep.auth = fresh; // pushes and pulls use it too, without a 401 first
+      }
+      openPokes();
+    }, delay);
+  });
+}
+openPokes();
 
 // Sharing.
 $("space-id").textContent = spaceID;

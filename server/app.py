@@ -5,6 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from server import metrics
+from server.auth import AuthService
 from server.config import Settings
 from server.handlers import pages
 from server.handlers.admin import admin_routes
@@ -46,5 +47,6 @@ def make_app(settings: Settings, store: Store, hub: PokeHub) -> tornado.web.Appl
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         allowed_origins=settings.allowed_origins(),
+        auth=AuthService(settings),
         log_function=make_log_function(settings.log_format),
     )

@@ -7,9 +7,12 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from server.auth import AuthService
 
-def _opt(default: Any, env: str, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+
+def _opt(default: Any, env: str, help: str, secret: bool = False) -> Any:
+    """secret: --help never shows its value (a default taken from the env variable)."""
+    return field(default=default, metadata={"env": env, "help": help, "secret": secret})
 
 
 @dataclass
@@ -35,9 +38,61 @@ class Settings:
     auth_secret: str = _opt(
         "",
         "AUTH_SECRET",
-        "HMAC secret for tokens; when set, push, pull, poke and createSpace need a token"
-        " (scripts/mint_token.py); prefer the env variable to the flag",
+        "secret for this server's own v1 tokens; when set, push, pull, poke and createSpace need"
+        " a token (scripts/mint_token.py); prefer the env variable to the flag",
+        secret=True,
     )
+    jwt_secret: str = _opt(
+        "",
+        "JWT_SECRET",
+        "verify standard JWTs signed HS256/384/512 with this secret; prefer the env variable",
+        secret=True,
+    )
+    jwt_public_key: str = _opt(
+        "",
+        "JWT_PUBLIC_KEY",
+        "verify JWTs (RS*, PS*, ES*, EdDSA) with this PEM public key or certificate file",
+    )
+    jwks_url: str = _opt(
+        "", "JWKS_URL", "verify JWTs with the keys of this JSON Web Key Set (your identity provider's)"
+    )
+    jwt_audience: str = _opt(
+        "", "JWT_AUDIENCE", "with JWTs: the aud claim they must carry (unchecked when empty)"
+    )
+    jwt_issuer: str = _opt(
+        "", "JWT_ISSUER", "with JWTs: the iss claim they must carry (unchecked when empty)"
+    )
+    jwt_spaces_claim: str = _opt(
+        "spaces",
+        "JWT_SPACES_CLAIM",
+        'with JWTs: the claim naming the spaces a token may use ("*", an id or a list)',
+    )
+    jwt_leeway: float = _opt(30.0, "JWT_LEEWAY", "with JWTs: seconds of clock skew allowed on exp and nbf")
+    jwks_timeout: float = _opt(5.0, "JWKS_TIMEOUT", "seconds a JWKS fetch may take")
+    jwks_cache_seconds: float = _opt(
+        300.0, "JWKS_CACHE_SECONDS", "fetch the JWKS again (in the background) once its keys are this old"
+    )
+    jwks_refetch_seconds: float = _opt(
+        30.0,
+        "JWKS_REFETCH_SECONDS",
+        "fetch the JWKS for an unknown key id at most once per this many seconds",
+    )
+    auth_hook: str = _opt(
+        "",
+        "AUTH_HOOK",
+        "MODULE:FUNCTION, an async (headers, space_id) -> user id; raise server.auth.Refused to refuse",
+    )
+    auth_hook_timeout: float = _opt(5.0, "AUTH_HOOK_TIMEOUT", "seconds the auth hook may take (then 503)")
+    public_demo: bool = _opt(
+        False,
+        "PUBLIC_DEMO",
+        "with --auth-secret: the counter pages give anonymous visitors new spaces and tokens (rate-limited)",
+    )
+    demo_token_ttl: float = _opt(86400.0, "DEMO_TOKEN_TTL", "seconds a public-demo page token stays valid")
+    demo_rate: float = _opt(
+        1.0, "DEMO_RATE", "public-demo spaces and tokens per second per address (token bucket); 0 = no limit"
+    )
+    demo_burst: int = _opt(30, "DEMO_BURST", "public-demo spaces and tokens an address may take at once")
     max_body_bytes: int = _opt(5 * 1024 * 1024, "MAX_BODY_BYTES", "largest request body accepted (else 413)")
     max_mutations: int = _opt(
         1000, "MAX_MUTATIONS", "most new mutations applied from one push (the client sends the rest again)"
@@ -75,9 +130,11 @@ class Settings:
     log_level: str = _opt("info", "LOG_LEVEL", "debug, info, warning or error")
     log_format: str = _opt("logfmt", "LOG_FORMAT", "access log line format: logfmt or json")
     ready_timeout: float = _opt(1.0, "READY_TIMEOUT", "seconds /readyz waits for a database ping")
-    admin_token: str = _opt("", "ADMIN_TOKEN", "enables /admin; its bearer token and login password")
+    admin_token: str = _opt(
+        "", "ADMIN_TOKEN", "enables /admin; its bearer token and login password", secret=True
+    )
     cookie_secret: str = _opt(
-        "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)"
+        "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)", secret=True
     )
     header_timeout: float = _opt(
         10.0,
@@ -135,18 +192,26 @@ class Settings:
         parser = argparse.ArgumentParser(
             prog="python -m server",
             description="A Replicache sync server: push, pull and SSE pokes per space, on MongoDB.",
+            epilog="Secrets (AUTH_SECRET, JWT_SECRET, ADMIN_TOKEN, COOKIE_SECRET): prefer the environment"
+            " variables to the flags, which other users of the machine can read in the process list.",
         )
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             default = f.default
             if f.metadata["env"] in env:
                 default = _convert(type(f.default), env[f.metadata["env"]])
-            help = f"{f.metadata['help']} (env {f.metadata['env']}; default %(default)s)"
+            shown = "set" if f.metadata["secret"] and default else "%(default)s"
+            help = f"{f.metadata['help']} (env {f.metadata['env']}; default {shown})"
             if isinstance(f.default, bool):
                 parser.add_argument(flag, default=default, help=help, action=argparse.BooleanOptionalAction)
             else:
                 parser.add_argument(flag, default=default, help=help, type=type(f.default))
-        return cls(**vars(parser.parse_args(argv)))
+        settings = cls(**vars(parser.parse_args(argv)))
+        try:
+            AuthService(settings)  # a conflicting choice, a missing key file: say so now
+        except ValueError as e:
+            parser.error(str(e))
+        return settings
 
     def allowed_origins(self) -> set[str] | None:
         """None means any origin."""

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from copy import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 from tornado import httputil, netutil
@@ -30,7 +30,9 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
 from server import metrics
-from server.config import Settings
+
+if TYPE_CHECKING:  # config imports auth, which imports limits, which imports this module
+    from server.config import Settings
 
 log = logging.getLogger(__name__)
 

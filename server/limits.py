@@ -96,6 +96,7 @@ class LimitedBody:
         pending = super().prepare()  # type: ignore[misc]
         if pending is not None:  # another prepare() in the handler's bases may be async
             await pending
+        await self.authenticate()  # before any body byte is read: a stranger's is never read
         limit = self.body_limit()
         if self._length is not None and self._length > limit:
             raise body_too_large(limit)
@@ -106,6 +107,9 @@ class LimitedBody:
         if not self._budget().take(size):
             raise server_busy()
         self._held += size
+
+    async def authenticate(self) -> None:
+        """Checks credentials (server/auth: SpaceAuth, CreateAuth); open endpoints keep this no-op."""
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)

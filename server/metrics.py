@@ -43,6 +43,9 @@ BATCH_SIZE = Histogram(
 )
 POKES = Counter("replicache_pokes_total", "pokes delivered to SSE listeners (one per listener woken)")
 REFUSED = Counter("replicache_refused_total", "connections or requests refused by a cap", ["reason"])
+PUBLIC_DEMO = Counter(
+    "replicache_public_demo_total", "spaces and tokens handed to anonymous visitors (--public-demo)", ["what"]
+)
 DB_ERRORS = Counter("replicache_database_errors_total", "requests failed by a database error", ["type"])
 
 # Listener counts are read from the live PokeHubs at scrape time: nothing to keep in step.
@@ -107,3 +110,8 @@ def _snake(name: str) -> str:
 
 def database_error(error: BaseException) -> None:
     DB_ERRORS.labels(type(error).__name__).inc()
+
+
+def public_demo(what: str) -> None:
+    """--public-demo handed an anonymous visitor a "space" or a "token"."""
+    PUBLIC_DEMO.labels(what).inc()

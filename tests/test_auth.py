@@ -1,19 +1,25 @@
-"""Auth: HMAC tokens bound to a space and user, with expiry; groups bound to their user."""
+"""Auth: this server's v1 tokens (--auth-secret) bound to a space and user, with expiry;
+groups bound to their user; credentials checked before the body is read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from tornado.tcpclient import TCPClient
 
 from server import auth
-from server.config import Settings
+from server.auth import tokens
 from server.protocol import Mutation, PushRequest, RequestError
 from tests.helpers import database_state, mutation
-from tests.live import ROOT
+from tests.jwtkit import claims, sign
+from tests.live import ROOT, LiveServer
+from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test
 
@@ -25,27 +31,26 @@ def token(space: str, user: str = "alice", ttl: float = 3600, secret: str = SECR
     return auth.mint(secret, space, user, ttl)
 
 
-def check_refused(token_text: str, space: str, why: str) -> None:
+def check_refused(token_text: str, why: str) -> None:
     with pytest.raises(RequestError) as e:
-        auth.verify(SECRET, token_text, space)
+        auth.verify(SECRET, token_text)
     assert e.value.status == 401 and why in e.value.message
 
 
 async def test_tokens_verify_and_refuse():
     good = token("s1", "bob")
-    assert auth.verify(SECRET, good, "s1").user_id == "bob"
-    assert auth.verify(SECRET, token("*"), "anything").user_id == "alice"
-    check_refused(good, "s2", "another space")
-    check_refused(token("s1", ttl=-1), "s1", "expired")
-    check_refused(token("s1", secret="other"), "s1", "signature")
+    assert auth.verify(SECRET, good) == auth.Claims("s1", "bob", auth.verify(SECRET, good).expires)
+    assert auth.verify(SECRET, token("*")).space_id == "*"
+    check_refused(token("s1", ttl=-1), "expired")
+    check_refused(token("s1", secret="other"), "signature")
     head, payload, sig = good.split(".")
     forged = json.dumps({"sp": "s1", "sub": "mallory", "exp": 2**40}).encode()
-    check_refused(f"{head}.{auth._b64(forged)}.{sig}", "s1", "signature")
-    check_refused(f"{head}.{payload}.{sig[:-2]}", "s1", "signature")
-    check_refused("", "s1", "required")
-    check_refused("v1.abc", "s1", "malformed")
-    check_refused("v2." + good[3:], "s1", "malformed")
-    check_refused(good + "x" * 3000, "s1", "malformed")
+    check_refused(f"{head}.{tokens._b64(forged)}.{sig}", "signature")
+    check_refused(f"{head}.{payload}.{sig[:-2]}", "signature")
+    check_refused("", "required")
+    check_refused("v1.abc", "malformed")
+    check_refused("v2." + good[3:], "malformed")
+    check_refused(good + "x" * 3000, "malformed")
     assert auth.token_from(f"Bearer {good}") == good == auth.token_from(f"  {good} ")
 
 
@@ -58,13 +63,8 @@ async def test_mint_script_makes_a_token_the_server_accepts():
         text=True,
         check=True,
     ).stdout.strip()
-    assert auth.verify(SECRET, out, "s9").user_id == "u1"
-
-
-async def test_page_token_only_when_auth_is_on():
-    assert auth.page_token(Settings(), "s1", "u") == ""
-    made = auth.page_token(Settings(auth_secret=SECRET), "s1", "u")
-    assert auth.verify(SECRET, made, "s1").user_id == "u"
+    claims = auth.verify(SECRET, out)
+    assert (claims.space_id, claims.user_id) == ("s9", "u1")
 
 
 async def test_auth_off_by_default(api):
@@ -78,7 +78,9 @@ async def test_endpoints_require_a_token(api, store, settings):
     r = await api.post("/api/replicache/createSpace", {"spaceID": "s1"})
     assert r.status == 401 and r.body["error"] == "Unauthorized"
     r = await api.post("/api/replicache/createSpace", {}, {"Authorization": token("s1")})
-    assert r.status == 401  # a random id needs an any-space token
+    assert r.status == 403  # a random id needs an any-space token
+    r = await api.post("/api/replicache/createSpace", {"spaceID": "s2"}, {"Authorization": token("s1")})
+    assert r.status == 403 and r.body["error"] == "Forbidden"
     r = await api.post("/api/replicache/createSpace", {"spaceID": "s1"}, {"Authorization": token("s1")})
     assert r.status == 200
     r = await api.post("/api/replicache/createSpace", {}, owner)
@@ -89,11 +91,11 @@ async def test_endpoints_require_a_token(api, store, settings):
     push = {"profileID": "p", "clientGroupID": "g1", "mutations": [mutation(1, "c1")], "pushVersion": 1}
     pull = {"profileID": "p", "clientGroupID": "g1", "cookie": None, "pullVersion": 1}
     before = await database_state(store)
-    for headers in [{}, {"Authorization": ""}, {"Authorization": token("s2")}]:
+    for headers, status in [({}, 401), ({"Authorization": ""}, 401), ({"Authorization": token("s2")}, 403)]:
         r = await api.post("/api/replicache/push?spaceID=s1", push, headers)
-        assert r.status == 401 and r.body["message"]
+        assert r.status == status and r.body["message"]
         r = await api.post("/api/replicache/pull?spaceID=s1", pull, headers)
-        assert r.status == 401
+        assert r.status == status
     r = await api.post(f"/api/replicache/push?spaceID=s1&auth={token('s1')}", push)
     assert r.status == 401  # the query parameter is for the poke stream only
     assert await database_state(store) == before
@@ -155,7 +157,110 @@ async def test_poke_stream_takes_header_or_query_token(api, http_port, settings)
     await api.post("/api/replicache/createSpace", {"spaceID": "s1"}, {"Authorization": token("s1")})
     path = "/api/replicache/poke?spaceID=s1"
     assert await sse_status(http_port, path) == b"HTTP/1.1 401 Unauthorized"
-    assert await sse_status(http_port, f"{path}&auth={token('s2')}") == b"HTTP/1.1 401 Unauthorized"
+    assert await sse_status(http_port, f"{path}&auth={token('s2')}") == b"HTTP/1.1 403 Forbidden"
+    assert await sse_status(http_port, f"{path}&auth={token('s1', ttl=-1)}") == b"HTTP/1.1 401 Unauthorized"
     assert await sse_status(http_port, f"{path}&auth={token('s1')}") == b"HTTP/1.1 200 OK"
     header = f"Authorization: Bearer {token('s1')}\r\n"
     assert await sse_status(http_port, path, header) == b"HTTP/1.1 200 OK"
+
+
+@pytest.mark.parametrize("settings", [AUTH], indirect=True)
+async def test_credentials_are_checked_before_the_body_is_read(http_server, http_port, settings, store):
+    """A stranger's push or createSpace is refused while its body is still on the way:
+    nothing of it is read, buffered or parsed (issue 18.2, 18.3)."""
+    await store.create_space("s1")
+    cases = [
+        ("/api/replicache/push?spaceID=s1", {}, 401),
+        ("/api/replicache/pull?spaceID=s1", {"Authorization": token("s2")}, 403),
+        ("/api/replicache/createSpace", {}, 401),
+        ("/api/replicache/createSpace", {"Authorization": token("s1", secret="forged")}, 401),
+    ]
+    for path, headers, status in cases:
+        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000000\r\n{head}\r\n".encode()
+        )
+        writer.write(b'{"spaceID": "s1", "padding": "' + b"x" * 1000)  # 1 KB of the promised 1 MB
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        assert line.startswith(f"HTTP/1.1 {status} ".encode()), (path, line)
+        writer.close()
+    assert await store.client_groups.count_documents({}) == 0
+
+
+async def raw_get(port: int, path: str, source: str) -> int:
+    """A GET from a given loopback address (127.0.0.0/8 all reaches the server)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status = int((await asyncio.wait_for(reader.readline(), 10)).split()[1])
+    writer.close()
+    return status
+
+
+DEMO = {**AUTH, "public_demo": True, "demo_rate": 0.001, "demo_burst": 3}
+
+
+@pytest.mark.parametrize("settings", [DEMO], indirect=True)
+async def test_public_demo_is_rate_limited_per_address_and_counted(
+    http_client, base_url, http_port, settings, store, client_dist
+):
+    await store.create_space("s1")
+    before = await scrape(http_client, base_url)
+    one, two = "127.0.0.2", "127.0.0.3"
+    assert [await raw_get(http_port, "/", one) for _ in range(3)] == [303, 303, 303]
+    assert await raw_get(http_port, "/", one) == 429
+    assert await raw_get(http_port, "/space/s1/auth", one) == 429
+    assert await raw_get(http_port, "/space/s1", one) == 429  # its meta token too
+    # Another address is not slowed down by the first one.
+    assert await raw_get(http_port, "/space/s1/auth", two) == 200
+    assert await raw_get(http_port, "/space/s1", two) == 200
+    assert await raw_get(http_port, "/space/nowhere/auth", two) == 404  # no token for no space
+    after = await scrape(http_client, base_url)
+    assert delta(after, before, "replicache_public_demo_total", what="space") == 3
+    assert delta(after, before, "replicache_public_demo_total", what="token") == 2
+    assert delta(after, before, "replicache_refused_total", reason="public_demo_rate") == 3
+    assert await store.spaces.count_documents({}) == 4
+
+
+def test_no_secret_or_token_reaches_the_logs_or_metrics(tmp_path, client_dist):
+    jwt_secret, admin = "jwt-secret-" + "j" * 40, "admin-token-" + "a" * 30
+    env = {"JWT_SECRET": jwt_secret, "ADMIN_TOKEN": admin, "COOKIE_SECRET": "cookie-secret-" + "c" * 30}
+    used = [
+        sign(jwt_secret, claims("u1", ["s1"]), "HS256"),
+        sign(jwt_secret, claims("u1", ["s2"]), "HS256"),  # 403
+        sign(jwt_secret, claims("u1", ["s1"], ttl=-600), "HS256"),  # expired
+        sign("not-the-secret-" + "x" * 32, claims("u1", ["s1"]), "HS256"),  # bad signature
+    ]
+
+    def request(path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+        r = urllib.request.Request(
+            server.url + path, body, {"Content-Type": "application/json", **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(r, timeout=10) as response:
+                if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    return response.status  # the stream stays open: hang up
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    with LiveServer(data_dir=tmp_path, env={**env, "LOG_LEVEL": "debug"}) as server:
+        assert request("/api/replicache/createSpace", b'{"spaceID": "s1"}', {"Authorization": used[0]}) == 200
+        push = json.dumps(
+            {"profileID": "p", "clientGroupID": "g", "mutations": [], "pushVersion": 1}
+        ).encode()
+        statuses = [request("/api/replicache/push?spaceID=s1", push, {"Authorization": t}) for t in used]
+        assert statuses == [200, 403, 401, 401]
+        assert [request(f"/api/replicache/poke?spaceID=s1&auth={t}") for t in used] == [200, 403, 401, 401]
+        assert request("/admin/api/spaces", headers={"Authorization": "Bearer " + admin[:-1]}) == 401
+        assert request("/admin/api/spaces", headers={"Authorization": "Bearer " + admin}) == 200
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=10).read().decode()
+    logs = "".join(server.output)
+    assert "path=/api/replicache/poke" in logs and "status=403" in logs  # the requests were logged
+    for secret in [*env.values(), *used, admin[:-1]]:
+        assert secret not in logs and secret not in metrics
+        for part in secret.split(".")[1:]:  # nor a token's payload or signature alone
+            assert part not in logs

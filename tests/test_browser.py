@@ -164,7 +164,7 @@ def test_offline_clicks_wait_and_then_sync(open_tab, live_server):
 
 def test_page_passes_a_token_when_the_server_requires_one(browser, client_dist, tmp_path):
     secret = "browser-test-secret-" + "s" * 16
-    with LiveServer(data_dir=tmp_path, env={"AUTH_SECRET": secret}) as server:
+    with LiveServer(data_dir=tmp_path, env={"AUTH_SECRET": secret, "PUBLIC_DEMO": "1"}) as server:
         contexts = [browser.new_context() for _ in range(2)]
         try:
             a, b = (context.new_page() for context in contexts)

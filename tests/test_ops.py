@@ -40,6 +40,7 @@ METRIC_NAMES = [  # the names documented in README.md "Operations"
     "replicache_pokes_total",
     "replicache_refused_total",
     "replicache_database_errors_total",
+    "replicache_public_demo_total",
 ]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -81,7 +81,8 @@ function setupSpace() {
     });
   }
 
-  const events = new EventSource("/api/replicache/poke?spaceID=" + encodeURIComponent(spaceID));
+  // The admin's own poke stream (the login cookie, not an app token): works with auth on.
+  const events = new EventSource("/admin/api/pokes?spaceID=" + encodeURIComponent(spaceID));
   events.onmessage = (event) => {
     if (event.data === "hello") {
       live.textContent = "live";

@@ -9,6 +9,7 @@ which a cross-site form cannot send; logout takes that or the form's CSRF token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from tornado.web import create_signed_value, decode_signed_value
 from server.admin_auth import AdminSessions, FailedAttempts, logout_token
 from server.config import Settings
 from server.handlers.base import JSONHandler, StaticHandler, count_refusal
+from server.handlers.poke import PokeHandler
 from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id, json_object
@@ -36,6 +38,8 @@ MAX_LIMIT = 200
 SEARCH = re.compile(r"[A-Za-z0-9_-]{0,64}")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "admin_static"
+LOGIN_CSS = (STATIC / "admin.css").read_text()
+LOGIN_CSS_HASH = f"'sha256-{base64.b64encode(hashlib.sha256(LOGIN_CSS.encode()).digest()).decode()}'"
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -243,6 +247,34 @@ class ExportAPI(AdminAPIHandler):
         self.finish()
 
 
+class PokesAPI(AdminAPIHandler, PokeHandler):
+    """GET /admin/api/pokes?spaceID=: the live view's poke stream, behind the admin login
+    (the app's own tokens are not the admin's, and the login cookie is scoped to /admin)."""
+
+    async def check_credentials(self, space_id: str) -> None:
+        pass  # prepare() checked the admin's
+
+
+class StaticFiles(AdminHandler, StaticHandler):
+    """/admin/static/: the pages' script and styles, for a logged-in admin only."""
+
+    def initialize(  # type: ignore[override]
+        self,
+        store: Store,
+        hub: PokeHub,
+        config: Settings,
+        attempts: FailedAttempts,
+        sessions: AdminSessions,
+        path: str,
+    ) -> None:
+        AdminHandler.initialize(self, store, hub, config, attempts, sessions)
+        StaticHandler.initialize(self, path)
+
+    async def prepare(self) -> None:
+        if await self.auth_method() is None:
+            raise RequestError(401, "Unauthorized", "log in at /admin first")
+
+
 class PageHandler(AdminHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -263,8 +295,12 @@ class PageHandler(AdminHandler):
             raise RequestError(403, "Forbidden", "log out from the admin page (its form carries a token)")
 
     def login_page(self, message: str = "") -> None:
+        # Its styles inline (allowed by their hash): /admin/static/ is for logged-in admins.
         self.set_status(401)
-        self.render("login.html", message=message)
+        self.set_header(
+            "Content-Security-Policy", PAGE_CSP.replace("style-src 'self'", f"style-src {LOGIN_CSS_HASH}")
+        )
+        self.render("login.html", message=message, css=LOGIN_CSS)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
@@ -300,7 +336,10 @@ class SpacePage(PageHandler):
 
 
 class LoginPage(PageHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        if await self.auth_method() is None:
+            self.login_page()
+            return
         self.redirect("/admin")
 
     async def post(self) -> None:
@@ -313,7 +352,11 @@ class LoginPage(PageHandler):
 
 class LogoutPage(PageHandler):
     async def post(self) -> None:
-        if await self.auth_method() == "cookie":
+        method = await self.auth_method()
+        if method is None:  # nobody to log out: refused like every admin route
+            self.login_page()
+            return
+        if method == "cookie":
             self.check_logout_csrf()  # another site must not end the session
         await self.log_out()
         self.redirect("/admin", status=303)
@@ -338,7 +381,8 @@ def admin_routes(deps: dict[str, Any]) -> list[Any]:
         (rf"/admin/space/{space}", SpacePage, deps),
         (r"/admin/login", LoginPage, deps),
         (r"/admin/logout", LogoutPage, deps),
-        (r"/admin/static/(.*)", StaticHandler, {"path": str(STATIC)}),
+        (r"/admin/static/(.*)", StaticFiles, {**deps, "path": str(STATIC)}),
+        (r"/admin/api/pokes", PokesAPI, deps),
         (r"/admin/api/spaces", SpacesAPI, deps),
         (rf"/admin/api/spaces/{space}", SpaceAPI, deps),
         (rf"/admin/api/spaces/{space}/entries", EntriesAPI, deps),

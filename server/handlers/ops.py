@@ -1,4 +1,4 @@
-"""GET /healthz (liveness), /readyz (database answers a ping), /metrics (Prometheus)."""
+"""GET /healthz (liveness), /readyz (database answers a ping; JWKS keys at hand), /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from server import metrics
+from server.auth import service_of
 from server.handlers.base import JSONHandler
 
 
@@ -44,10 +45,14 @@ class ReadyzHandler(OpsHandler):
             metrics.database_error(e)
             self._unready("DatabaseUnavailable", f"database ping failed: {type(e).__name__}")
             return
-        self.write_json({"status": "ready"})
+        jwks = service_of(self).jwks
+        if jwks is not None and not await jwks.ready():  # no key to check a token with
+            self._unready("AuthUnavailable", "the JWKS could not be fetched", {"jwks": jwks.status()})
+            return
+        self.write_json({"status": "ready", **({} if jwks is None else {"auth": {"jwks": jwks.status()}})})
 
-    def _unready(self, error: str, message: str) -> None:
-        self.error_body = {"error": error, "message": message}
+    def _unready(self, error: str, message: str, auth: dict[str, Any] | None = None) -> None:
+        self.error_body = {"error": error, "message": message, **({"auth": auth} if auth else {})}
         self.set_status(503)
         self.write_json(self.error_body)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import secrets
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,10 @@ import tornado.web
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from tornado.escape import xhtml_escape
 
-from server.auth import page_token
+from server.auth import authorize, service_of
 from server.config import Settings
 from server.handlers.base import JSONHandler, StaticHandler, count_refusal
+from server.handlers.replicache import require_space
 from server.pokes import PokeHub
 from server.protocol import RequestError, check_space_id
 from server.store import Store
@@ -94,6 +93,9 @@ class PageHandler(JSONHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
 
+    def options(self, *args: Any) -> None:
+        raise tornado.web.HTTPError(405)  # same-origin pages: no CORS preflight to answer
+
     def write_html(self, body: bytes | str) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_CSP)
@@ -115,33 +117,40 @@ class PageHandler(JSONHandler):
     def message_page(self, title: str, message: str) -> None:
         style = self.bundle.asset("style.css")
         link = f'<link rel="stylesheet" href="{style}">' if style else ""
+        auth = service_of(self)
+        open_to_all = not auth.on or auth.demo is not None  # else GET / needs credentials
+        link_home = '<p><a id="new-space" href="/">Start a new space</a></p>' if open_to_all else ""
         self.write_html(
             "<!doctype html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{xhtml_escape(title)} · Counter</title>{link}</head>"
             f'<body><main class="card"><h1>{xhtml_escape(title)}</h1>'
-            f'<p id="message">{xhtml_escape(message)}</p>'
-            '<p><a id="new-space" href="/">Start a new space</a></p></main></body></html>\n'
+            f'<p id="message">{xhtml_escape(message)}</p>{link_home}</main></body></html>\n'
         )
 
 
-USER_COOKIE = "counter_user"
-USER_ID = re.compile(r"[A-Za-z0-9_-]{16}")
-
-
-def page_user(handler: tornado.web.RequestHandler) -> str:
-    """The browser's user id for tokens: a random id kept in a cookie. The demo app has no
-    login, so every visitor is a user; a real app takes the id from its own sign-in."""
-    user = handler.get_cookie(USER_COOKIE)
-    if user is None or not USER_ID.fullmatch(user):
-        user = secrets.token_urlsafe(12)
-        handler.set_cookie(USER_COOKIE, user, httponly=True, samesite="Strict", path="/")
-    return user
+SIGN_IN_NEEDED = (
+    "This server requires sign-in: spaces are made by your app (createSpace with a token),"
+    " or by anyone when the operator runs it with --public-demo."
+)
 
 
 class NewSpaceHandler(PageHandler):
+    """GET /: a new space, by createSpace's rules (with auth on: an any-space token),
+    or for anyone (rate-limited) with --public-demo."""
+
     async def get(self) -> None:
+        demo = service_of(self).demo
+        if demo is not None:
+            demo.admit(self, "space")
+        else:
+            try:
+                await authorize(self, None)
+            except RequestError as e:
+                if e.status != 401:
+                    raise
+                raise RequestError(401, "Unauthorized", SIGN_IN_NEEDED) from None
         space_id = await self.store.create_space()
         args = urlencode(parse_qsl(self.request.query))  # kept, e.g. ?pullInterval=off
         query = f"?{args}" if args else ""
@@ -168,20 +177,31 @@ class SpacePageHandler(PageHandler):
                 "The counter app has not been built: run `make run`, or `npm ci && npm run build`.",
             )
             return
-        token = page_token(self.config, space_id, page_user(self))
-        if token:  # the server wants tokens: hand this visitor one for this space
-            meta = f'<meta name="replicache-auth" content="{xhtml_escape(token)}">'
+        demo = service_of(self).demo
+        if demo is not None:  # the operator opted in: hand this visitor a token for this space
+            token = xhtml_escape(demo.token(self, space_id))
+            url = xhtml_escape(f"/space/{space_id}/auth")
+            meta = (
+                f'<meta name="replicache-auth" content="{token}">'
+                f'<meta name="replicache-auth-url" content="{url}">'
+            )
             page = page.replace(b"</head>", meta.encode() + b"</head>", 1)
         self.write_html(page)
 
 
 class SpaceAuthHandler(JSONHandler):
-    """GET /space/<id>/auth: a fresh token for the page's Replicache `getAuth`."""
+    """GET /space/<id>/auth (--public-demo only): a fresh token for the page's `getAuth`."""
+
+    def options(self, *args: Any) -> None:
+        raise tornado.web.HTTPError(405)  # for the same-origin page only
 
     async def get(self, raw_id: str) -> None:
         space_id = check_space_id(raw_id)
         self.set_header("Cache-Control", "no-store")
-        self.write_json({"auth": page_token(self.config, space_id, page_user(self))})
+        await require_space(self, space_id)
+        demo = service_of(self).demo
+        assert demo is not None  # routed only then
+        self.write_json({"auth": demo.token(self, space_id)})
 
 
 class DistHandler(StaticHandler):
@@ -203,9 +223,10 @@ class DistHandler(StaticHandler):
 def routes(deps: dict[str, Any], dist: Path = DIST) -> list[tuple[Any, ...]]:
     bundle = Bundle(dist)
     pages = {**deps, "bundle": bundle}
+    demo = [(r"/space/([^/]*)/auth", SpaceAuthHandler, deps)] if deps["config"].public_demo else []
     return [
         (r"/", NewSpaceHandler, pages),
         (r"/space/([^/]*)", SpacePageHandler, pages),
-        (r"/space/([^/]*)/auth", SpaceAuthHandler, deps),
+        *demo,
         (r"/static/dist/(.*)", DistHandler, {"path": str(dist), "bundle": bundle}),
     ]

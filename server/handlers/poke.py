@@ -30,7 +30,7 @@ class PokeHandler(JSONHandler):
 
     async def get(self) -> None:
         space_id = self.space_id()
-        authorize(self, space_id, query=True)
+        await self.check_credentials(space_id)
         if not self.hub.listener_count(space_id):  # else a listener's check already found it
             await require_space(self, space_id)
         self.check_caps(space_id)  # no await from here on until listen(): the caps hold
@@ -70,6 +70,10 @@ class PokeHandler(JSONHandler):
                     listener.send(BEAT)
         stream.max_write_buffer_size = None  # the stream's last 5 bytes always fit
         self.finish()  # shutdown or a deleted space: a clean end of the chunked stream
+
+    async def check_credentials(self, space_id: str) -> None:
+        """The app's credentials for the space (the admin's live view takes its own login)."""
+        await authorize(self, space_id, query=True)
 
     def check_caps(self, space_id: str) -> None:
         per_address = self.config.poke_max_per_address

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tornado.web import stream_request_body
 
-from server.auth import authorize
+from server.auth import CreateAuth, SpaceAuth
 from server.handlers.base import JSONHandler
 from server.limits import LimitedBody, SmallBody, rate_limited
 from server.protocol import (
@@ -22,40 +22,38 @@ from server.protocol import (
 
 
 @stream_request_body
-class PushHandler(LimitedBody, JSONHandler):
+class PushHandler(SpaceAuth, LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
-        user_id = authorize(self, space_id)
         body = push_body(self.json_body(strict=False))
         if request_version(body, "pushVersion") != 1:
             self.write_json(version_not_supported("push"))
             return
-        request = replace(parse_push(body), user_id=user_id)
-        if rate_limited(self, user_id, request.client_group_id):
+        request = replace(parse_push(body), user_id=self.user_id)
+        if rate_limited(self, self.user_id, request.client_group_id):
             return
         self.write_json(await self.store.push(space_id, request))
 
 
 @stream_request_body
-class PullHandler(LimitedBody, JSONHandler):
+class PullHandler(SpaceAuth, LimitedBody, JSONHandler):
     async def post(self) -> None:
         space_id = self.space_id()
-        user_id = authorize(self, space_id)
         body = json_object(self.json_body(), "pull")
         if request_version(body, "pullVersion") != 1:
             self.write_json(version_not_supported("pull"))
             return
-        self.write_json(await self.store.pull(space_id, replace(parse_pull(body), user_id=user_id)))
+        self.write_json(await self.store.pull(space_id, replace(parse_pull(body), user_id=self.user_id)))
 
 
 @stream_request_body
-class CreateSpaceHandler(SmallBody, JSONHandler):
+class CreateSpaceHandler(CreateAuth, SmallBody, JSONHandler):
     async def post(self) -> None:
         body = json_object(self.json_body(), "createSpace")
         wanted = body.get("spaceID")
         if wanted is not None:
             check_space_id(wanted)
-        authorize(self, wanted)
+        await self.allow_space(wanted)
         self.write_json({"spaceID": await self.store.create_space(wanted)})
 
 

@@ -1,4 +1,5 @@
-"""Tokens: HMAC-SHA256 signed, bound to one space and one user, with an expiry.
+"""This server's own tokens (--auth-secret): HMAC-SHA256 signed, bound to one space and
+one user, with an expiry.
 
 Format: ``v1.<payload>.<signature>``, both base64url without padding; the payload is
 JSON ``{"sp": spaceID, "sub": userID, "exp": unix seconds}``. The space ``*`` means
@@ -6,9 +7,6 @@ any space (an app's own token, e.g. to create spaces with random ids).
 
 An app issues tokens after its own login: ``mint(secret, space_id, user_id)`` in
 Python, or ``scripts/mint_token.py`` (same secret as the server's AUTH_SECRET).
-Replicache sends its ``auth`` option verbatim as the ``Authorization`` header
-(``Bearer `` prefix optional); EventSource cannot set headers, so the poke stream
-also takes ``?auth=<token>``.
 """
 
 from __future__ import annotations
@@ -22,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.protocol import MAX_ID_LEN, SPACE_ID, RequestError
+from server.auth.identity import ANY_SPACE, Identity, expired, invalid, missing
+from server.protocol import MAX_ID_LEN, SPACE_ID
 
-ANY_SPACE = "*"
 DEFAULT_TTL_SECONDS = 24 * 3600
 MAX_TOKEN_LEN = 2048
 
@@ -67,62 +65,41 @@ def mint(
     return f"{signed}.{_sign(secret, signed)}"
 
 
-def unauthorized(message: str) -> RequestError:
-    return RequestError(401, "Unauthorized", message)
-
-
-def verify(secret: str, token: str, space_id: str | None, now: float | None = None) -> Claims:
-    """The token's claims if it is genuine, unexpired and for space_id; else 401.
-
-    space_id None (createSpace without an id) accepts only an any-space token."""
+def verify(secret: str, token: str, now: float | None = None) -> Claims:
+    """The token's claims if it is genuine and unexpired; else a 401 Refusal.
+    Which spaces it may use is the caller's check (Identity.allows: 403)."""
     if not token:
-        raise unauthorized("a token is required (Authorization header)")
+        raise missing()
     parts = token.split(".")
     if len(token) > MAX_TOKEN_LEN or len(parts) != 3 or parts[0] != "v1":
-        raise unauthorized("malformed token")
+        raise invalid("malformed token")
     # Constant time: the comparison must not tell how much of a forged signature matched.
     if not hmac.compare_digest(_sign(secret, f"{parts[0]}.{parts[1]}"), parts[2]):
-        raise unauthorized("bad token signature")
+        raise invalid("bad token signature")
     try:
         claims: Any = json.loads(_unb64(parts[1]))
     except (ValueError, binascii.Error):
-        raise unauthorized("malformed token") from None
+        raise invalid("malformed token") from None
     if (
         not isinstance(claims, dict)
         or not isinstance(claims.get("sp"), str)
         or not isinstance(claims.get("sub"), str)
         or not isinstance(claims.get("exp"), int)
     ):
-        raise unauthorized("malformed token")
+        raise invalid("malformed token")
     if claims["exp"] <= (time.time() if now is None else now):
-        raise unauthorized("token expired")
-    if claims["sp"] != ANY_SPACE and claims["sp"] != space_id:
-        raise unauthorized("token is for another space")
+        raise expired()
     return Claims(claims["sp"], claims["sub"], claims["exp"])
 
 
-def token_from(value: str) -> str:
-    value = value.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return value
+class V1Source:
+    """--auth-secret: this server's own tokens."""
 
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
 
-def authorize(handler: Any, space_id: str | None, *, query: bool = False) -> str | None:
-    """The user id of the request's token when auth is on (None when off); 401 otherwise.
-
-    query: also accept ?auth= (the poke stream only: EventSource cannot set headers)."""
-    secret = handler.config.auth_secret
-    if not secret:
-        return None
-    raw = handler.request.headers.get("Authorization", "")
-    if not raw.strip() and query:
-        raw = handler.get_query_argument("auth", "")
-    return verify(secret, token_from(raw), space_id).user_id
-
-
-def page_token(settings: Any, space_id: str, user_id: str, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> str:
-    """For the page handler: a token to hand to the Replicache client, or "" when auth is off."""
-    if not settings.auth_secret:
-        return ""
-    return mint(settings.auth_secret, space_id, user_id, ttl_seconds)
+    async def identify(self, token: str) -> Identity:
+        claims = verify(self.secret, token)
+        return Identity(
+            claims.user_id, None if claims.space_id == ANY_SPACE else frozenset([claims.space_id])
+        )

@@ -1,0 +1,40 @@
+"""The real replicache@15.3.0 client under Node with standard JWTs (issue 15.5): tokens
+from the app's backend (a loopback server in the test, RS256, keys in its JWKS), `auth`
+set to one, `getAuth` called once it expires."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.jwtkit import KeyServer, jwk, rsa_key
+from tests.live import ROOT, LiveServer
+
+SCRIPT = Path(__file__).with_name("jwt_auth.mjs")
+
+
+def test_client_with_a_jwt_converges_and_renews_it(tmp_path, client_dist):
+    key = rsa_key()
+    with KeyServer(keys=[jwk(key, "app-key-1", "RS256")], signing=(key, "RS256", "app-key-1")) as provider:
+        env = {"JWKS_URL": provider.url + "/jwks.json", "JWT_LEEWAY": "0"}
+        with LiveServer(data_dir=tmp_path, env=env) as server:
+            done = subprocess.run(
+                ["node", str(SCRIPT), server.url, provider.url + "/token"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"], report.get("error")
+        assert report["created"] == 200
+        assert report["before"] == {"server": 11, "counts": [11, 11]}
+        assert report["expiredStatus"] == 401  # the first tokens did expire mid-test
+        assert report["after"] == {"server": 1111, "counts": [1111, 1111]}
+        # Both clients asked for a new token after theirs expired, and only then.
+        assert report["getAuthBefore"] == [0, 0]
+        assert all(calls >= 1 for calls in report["getAuthAfter"]), report["getAuthAfter"]
+        assert report["events"] == [] and report["errorLines"] == []
+        assert provider.fetches >= 1  # the server verified against the provider's JWKS
