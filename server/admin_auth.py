@@ -30,8 +30,12 @@ def logout_token(secret: str, session_id: str) -> str:
 
 class AdminSessions:
     def __init__(self, store: Any, lifetime_seconds: float) -> None:
-        self.sessions = store.collection(COLLECTION)
+        self._store = store
         self.lifetime = lifetime_seconds
+
+    @property
+    def sessions(self) -> Any:
+        return self._store.collection(COLLECTION)
 
     async def start(self, fingerprint: str) -> str:
         """A new session for the admin token with this fingerprint; returns its id."""
