@@ -54,6 +54,11 @@ class Writes:
         await self.stream.close()
 
 
+async def group_users(store: Any, space_id: str) -> dict[str, str | None]:
+    """The space's live client groups and the user each belongs to (None: auth was off)."""
+    return {g["clientGroupID"]: g.get("user") for g in (await store.admin.space(space_id))["groups"]}
+
+
 def uid(prefix: str = "") -> str:
     return prefix + secrets.token_hex(6)
 

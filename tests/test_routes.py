@@ -49,11 +49,12 @@ APP_JS = "app.js"  # stands for the bundle's hashed app-<hash>.js
 CHECKED = (200, 200, 401, 403, 200, 401, 403)  # push, pull, poke, createSpace
 OPEN = (200,) * 7
 PREFLIGHT = (204,) * 7
+NOT_ALLOWED = (405,) * 7
 
 # (method, paths, answers in COLUMNS order). "200 token": a page with a token in it.
 TABLE: list[tuple[str, tuple[str, ...], tuple[Any, ...]]] = [
     ("GET", ("/healthz", "/readyz", "/metrics"), OPEN),
-    ("OPTIONS", ("/healthz", "/readyz", "/metrics"), PREFLIGHT),
+    ("OPTIONS", ("/healthz", "/readyz", "/metrics"), NOT_ALLOWED),
     ("POST", (f"/api/replicache/push?spaceID={S}", f"/api/replicache/pull?spaceID={S}"), CHECKED),
     ("POST", ("/api/replicache/createSpace",), CHECKED),
     ("POST", ("/api/replicache/spaceExists",), OPEN),

@@ -104,6 +104,7 @@ class AdminQueries:
             if not d["sub"]:
                 group["created"] = _time(d.get("created"))
                 group["removed"] = _time(d.get("removed"))
+                group["user"] = d.get("user")
                 continue
             client = {
                 "clientID": d["sub"],
