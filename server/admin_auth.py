@@ -32,6 +32,7 @@ class AdminSessions:
     def __init__(self, store: Any, lifetime_seconds: float) -> None:
         self._store = store
         self.lifetime = lifetime_seconds
+        self._indexed = False
 
     @property
     def sessions(self) -> Any:
@@ -40,6 +41,9 @@ class AdminSessions:
     async def start(self, fingerprint: str) -> str:
         """A new session for the admin token with this fingerprint; returns its id."""
         now = time.time()
+        if not self._indexed:  # expired sessions are found through it, not by a scan
+            await self.sessions.create_index("expires")
+            self._indexed = True
         await self.sessions.delete_many({"expires": {"$lt": now}})
         session_id = secrets.token_urlsafe(32)
         await self.sessions.insert_one(

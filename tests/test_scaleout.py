@@ -240,3 +240,48 @@ def alive(pid: int) -> bool:
         return False
     # A zombie is dead: its parent (init, here) has not reaped it yet.
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.fixture(scope="module")
+def slow_pair(mongo_uri) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """A, and B whose change stream applies each event 3 s late (a test hook): an answer on B
+    that waited on B's stream would be stale (issue 12.3)."""
+    db_flags = ("--db-name", uid("slow_"))
+    slow = {"REPLICACHE_TEST_WATCHER_DELAY": "3"}
+    with (
+        LiveServer(*db_flags, mongodb_uri=mongo_uri) as a,
+        LiveServer(*db_flags, mongodb_uri=mongo_uri, env=slow) as b,
+    ):
+        yield a, b
+
+
+async def test_a_pull_on_b_sees_a_commit_on_a_at_once(slow_pair):
+    a, b = slow_pair
+    api_a, api_b = Api(AsyncHTTPClient(), a.url), Api(AsyncHTTPClient(), b.url)
+    space = await api_a.create_space()
+    await api_a.push(space, "writer", [mutation(1, "w1", args=4)])
+    before = (await api_b.pull(space, "reader")).body
+    assert before["patch"] == [{"op": "put", "key": "count", "value": 4}]
+    assert (await api_b.pull(space, "reader", before["cookie"])).body["patch"] == []  # unchanged
+    # A's listeners are poked now and pull from B, whose stream is 3 s behind.
+    await api_a.push(space, "writer", [mutation(2, "w1", args=3)])
+    after = (await api_b.pull(space, "reader", before["cookie"])).body
+    assert after["cookie"] > before["cookie"]
+    assert after["patch"] == [{"op": "put", "key": "count", "value": 7}]
+
+
+async def test_writes_that_move_no_version_never_hide_a_commit(pair):
+    """Binding a new group (by a push that applies nothing, or a pull) writes no version:
+    the next real commit is poked in the other process, once."""
+    a, b = pair
+    api_a = Api(AsyncHTTPClient(), a.url)
+    space = await api_a.create_space()
+    listener = await listen(b.url, space)
+    try:
+        assert (await api_a.push(space, uid("new-"), [])).status == 200  # a group, nothing applied
+        assert (await api_a.pull(space, uid("new-"))).status == 200  # a group bound by a pull
+        await api_a.push(space, "writer", [mutation(1, "w1", args=5)])
+        await listener.wait_for("poke", timeout=10.0)
+        assert await Api(AsyncHTTPClient(), b.url).view(space) == {"count": 5}
+    finally:
+        listener.close()

@@ -81,19 +81,23 @@ async def from_v1(db: Database) -> None:
             await copy.put(schema.at(g["spaceID"], schema.GROUP, g["_id"]), fields)
             owner = {"space": g["spaceID"], "user": g.get("userID")}
             await db.owners.update_one({"_id": g["_id"]}, {"$set": owner}, upsert=True)
+    seq = 0
     if "spaces" in old:
-        async for sp in old["spaces"].find({}):
+        async for sp in old["spaces"].find({}).sort("_id", 1):
+            seq += 1
             await copy.put(
                 {**schema.head(sp["_id"]), "_id": sp["_id"]},
                 {
                     "version": sp["version"],
                     "base": 0,
                     "entries": live.get(sp["_id"], 0),
+                    "seq": seq,
                     "created": sp.get("created") or when,
                     "modified": sp.get("modified") or when,
                 },
             )
     await copy.flush()
+    await db.meta.update_one({"_id": "spaces"}, {"$set": {"seq": seq, "live": seq}}, upsert=True)
     for name in reversed(V1):  # heads first: a rerun after a crash here finds them written
         if name in old:
             await old[name].drop()
