@@ -38,11 +38,13 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """Send one request and read the whole answer. Errors close the connection."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._exchange(method, path, body)
+                return await self._exchange(method, path, body, headers or {})
         except BaseException:
             self.close()
             raise
@@ -51,14 +53,18 @@ class Connection:
         status, raw = await self.request("POST", path, json.dumps(value).encode())
         return status, json.loads(raw) if raw else None
 
-    async def _exchange(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    async def _exchange(
+        self, method: str, path: str, body: bytes, extra: dict[str, str]
+    ) -> tuple[int, bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             self._writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert self._reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+            + "\r\n"
         )
         self._writer.write(head.encode("latin-1") + body)
         raw_head = await self._reader.readuntil(b"\r\n\r\n")

@@ -141,6 +141,11 @@ TARGETS: list[tuple[str, tuple[str, ...], str, float]] = [
     ("idle-capacity KB per listener", ("idle-capacity", "rss_per_listener_kb"), "<=", 16),
     ("idle-capacity RSS after close / baseline", ("idle-capacity", "rss_after_vs_baseline"), "<=", 1.10),
     ("connect-burst resets", ("connect-burst", "reset"), "<=", 0),
+    ("20 spaces / 1 space pushes/s (20 writers)", ("push-contention", "spaces_vs_one"), ">=", 0.9),
+    ("scale: createSpace p50 at N / fresh", ("scale", "ratio", "createSpace"), "<=", 1.3),
+    ("scale: first push p50 at N / fresh", ("scale", "ratio", "first push"), "<=", 1.3),
+    ("scale: first pull p50 at N / fresh", ("scale", "ratio", "first pull"), "<=", 1.3),
+    ("scale: admin list p50 at N / fresh", ("scale", "ratio", "admin list"), "<=", 1.3),
 ]
 
 

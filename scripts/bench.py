@@ -14,6 +14,8 @@ embedded database in a temporary directory, plus a second one with
                    (on a fresh server: memory of closed connections is kept and reused)
   fan-out          L SSE listeners on one space, then pushes: push start to poke arrival
   connect-burst    L SSE connections opened at once: how many succeeded, were reset
+  scale            createSpace, first push, first pull and the admin list on a fresh
+                   database and on one holding N spaces (made directly): p50s and ratios
 
 Every scenario prints a table row; --json writes all results, --plot a PNG. Load is
 bounded in count and time and goes to loopback addresses only unless --allow-remote.
@@ -49,12 +51,13 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import _bench_report as report  # noqa: E402
 from _bench_http import Connection, is_loopback, pull_body, push_body, split_url  # noqa: E402
 from _bench_load import raise_open_files_limit  # noqa: E402
+from _bench_scale import scale  # noqa: E402
 
 from server.embedded import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_bench_load.py"
-SCENARIOS = ("push-single", "pull", "push-contention", "idle-capacity", "fan-out", "connect-burst")
+SCENARIOS = ("push-single", "pull", "push-contention", "idle-capacity", "fan-out", "connect-burst", "scale")
 WRITER_CPU_LIMIT = 0.8  # a load process busier than this may be the bottleneck
 # Thousands of clients from one loopback address: lift the per-address caps of a server
 # started here (README Threat model). A --url server needs them lifted, or 0, too.
@@ -70,9 +73,12 @@ class Sizes:
     fanout_pushes: int = 20
     idle: int = 10_000
     burst: int = 10_000
+    spaces: int = 20_000
 
 
-QUICK = Sizes(writers=4, seconds=1.0, count=30, fanout=(20, 50), fanout_pushes=3, idle=100, burst=100)
+QUICK = Sizes(
+    writers=4, seconds=1.0, count=30, fanout=(20, 50), fanout_pushes=3, idle=100, burst=100, spaces=200
+)
 
 
 # ---- the server under test
@@ -420,6 +426,8 @@ async def push_contention(b: Bench) -> dict[str, Any]:
     many = await contention(b, b.url, c, f"{c} writers, {c} spaces")
     b.emit(f"push-contention ({c} writers, {c} spaces)", many, contention_notes(many))
     result: dict[str, Any] = {"one-space": one, "many-spaces": many}
+    if one["rate_per_s"]:
+        result["spaces_vs_one"] = round(many["rate_per_s"] / one["rate_per_s"], 2)
     baseline = await no_group_commit(b)
     if baseline is not None:
         result["one-space-no-group-commit"] = baseline
@@ -549,6 +557,7 @@ RUNNERS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "idle-capacity": idle_capacity,
     "fan-out": fan_out,
     "connect-burst": connect_burst,
+    "scale": lambda b: scale(b, lambda data_dir, flags: ServerProcess(data_dir, flags).start()),
 }
 
 
@@ -593,6 +602,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument("--fanout-pushes", type=int, help=f"fan-out: pushes per L (default {d.fanout_pushes})")
     what.add_argument("--idle", type=int, help=f"idle-capacity: listeners (default {d.idle})")
     what.add_argument("--burst", type=int, help=f"connect-burst: connections at once (default {d.burst})")
+    what.add_argument(
+        "--spaces", type=int, help=f"scale: spaces made before it measures (default {d.spaces})"
+    )
     how = parser.add_argument_group("how")
     how.add_argument(
         "--procs", type=int, default=4, help="load worker processes that hold SSE listeners (default 4)"
@@ -640,6 +652,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "fanout_pushes": args.fanout_pushes,
         "idle": args.idle,
         "burst": args.burst,
+        "spaces": args.spaces,
         "fanout": tuple(int(x) for x in args.fanout.split(",")) if args.fanout else None,
     }
     return Sizes(**{**sizes.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
