@@ -42,10 +42,11 @@ def fill(data_dir: str, spaces: int) -> float:
             client["replicache"][name].create_indexes(indexes)
         when = schema.now()
         for first in range(0, spaces, CHUNK):
-            docs, owners = [], []
+            docs, owners, listed = [], [], []
             for i in range(first, min(spaces, first + CHUNK)):
                 space, group, client_id = f"scale-{i:06d}", f"g-scale-{i:06d}", f"c-scale-{i:06d}"
-                docs.append({**schema.new_head(space, i + 1, when), "version": 1, "entries": 1})
+                docs.append({**schema.new_head(space, when), "version": 1, "entries": 1})
+                listed.append(schema.listed(space, i + 1))
                 docs.append(
                     {**schema.at(space, schema.ENTRY, "count"), "value": "1", "deleted": False, "version": 1}
                 )
@@ -66,9 +67,10 @@ def fill(data_dir: str, spaces: int) -> float:
                         "version": 1,
                     }
                 )
-                owners.append({"_id": group, "space": space, "user": None})
+                owners.append(schema.owner(group, space, None, when))
             data.insert_many(docs, ordered=False)
             client["replicache"][schema.OWNERS].insert_many(owners, ordered=False)
+            client["replicache"][schema.SPACE_LIST].insert_many(listed, ordered=False)
         meta = client["replicache"][schema.META]
         meta.update_one({"_id": "spaces"}, {"$set": {"seq": spaces, "live": spaces}}, upsert=True)
         meta.update_one({"_id": "schema"}, {"$set": {"version": schema.SCHEMA_VERSION}}, upsert=True)

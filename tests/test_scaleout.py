@@ -259,12 +259,13 @@ async def test_a_pull_on_b_sees_a_commit_on_a_at_once(slow_pair):
     a, b = slow_pair
     api_a, api_b = Api(AsyncHTTPClient(), a.url), Api(AsyncHTTPClient(), b.url)
     space = await api_a.create_space()
-    await api_a.push(space, "writer", [mutation(1, "w1", args=4)])
+    writer = uid("writer-")
+    await api_a.push(space, writer, [mutation(1, "w1", args=4)])
     before = (await api_b.pull(space, "reader")).body
     assert before["patch"] == [{"op": "put", "key": "count", "value": 4}]
     assert (await api_b.pull(space, "reader", before["cookie"])).body["patch"] == []  # unchanged
     # A's listeners are poked now and pull from B, whose stream is 3 s behind.
-    await api_a.push(space, "writer", [mutation(2, "w1", args=3)])
+    await api_a.push(space, writer, [mutation(2, "w1", args=3)])
     after = (await api_b.pull(space, "reader", before["cookie"])).body
     assert after["cookie"] > before["cookie"]
     assert after["patch"] == [{"op": "put", "key": "count", "value": 7}]
@@ -280,7 +281,8 @@ async def test_writes_that_move_no_version_never_hide_a_commit(pair):
     try:
         assert (await api_a.push(space, uid("new-"), [])).status == 200  # a group, nothing applied
         assert (await api_a.pull(space, uid("new-"))).status == 200  # a group bound by a pull
-        await api_a.push(space, "writer", [mutation(1, "w1", args=5)])
+        r = await api_a.push(space, uid("writer-"), [mutation(1, "w1", args=5)])
+        assert (r.status, r.body) == (200, {})
         await listener.wait_for("poke", timeout=10.0)
         assert await Api(AsyncHTTPClient(), b.url).view(space) == {"count": 5}
     finally:

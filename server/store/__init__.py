@@ -28,7 +28,7 @@ from server.mutators import MUTATORS, Mutator
 from server.protocol import MAX_MUTATIONS, PullRequest, PushRequest
 from server.store import expiry, schema
 from server.store.admin import AdminQueries
-from server.store.caches import Owners, SpaceStates, Versions
+from server.store.caches import Owners, Seen, SpaceStates, Versions
 from server.store.db import Database, SchemaTooNew
 from server.store.pull import Puller
 from server.store.push import Pusher, Write
@@ -71,7 +71,7 @@ class Store:
         self.touch_seconds = (
             min(TOUCH_SECONDS, client_ttl_seconds / 10) if client_ttl_seconds > 0 else TOUCH_SECONDS
         )
-        self._states, self._owners, self._versions = SpaceStates(), Owners(), Versions()
+        self._states, self._owners, self._versions, self._seen = SpaceStates(), Owners(), Versions(), Seen()
         self._spaces = Spaces(self.db)
         self._group_commit = group_commit
         self._max_mutations = max_mutations
@@ -80,6 +80,7 @@ class Store:
             self.db,
             owners=self._owners,
             versions=self._versions,
+            seen=self._seen,
             cache=pull_cache and sole_writer,
             touch_seconds=lambda: self.touch_seconds,
         )
@@ -95,6 +96,7 @@ class Store:
             on_commit=self.on_commit,
             group_commit=self._group_commit,
             across_spaces=across_spaces,
+            seen=self._seen,
             touch_seconds=lambda: self.touch_seconds,
             max_mutations=self._max_mutations,
         )

@@ -3,8 +3,8 @@
 Inputs arrive validated (space ids, search text, limits): no user data becomes a query
 operator. Every query reads through an index and costs what its page holds, not what the
 database holds: the embedded database walks a range whole before it applies a limit, so
-the spaces list finds a page by its `seq` numbers (newest first), never by a sorted scan,
-and counts nothing it would have to scan.
+the spaces list finds a page in space_list by `seq` (newest first), never by a sorted
+scan, and counts nothing it would have to scan.
 """
 
 from __future__ import annotations
@@ -38,23 +38,25 @@ class AdminQueries:
         `seq` cursor `before` (None: from the newest). `next` is the cursor of the next page."""
         limit = min(limit, MAX_PAGE)
         if prefix:  # ids are [A-Za-z0-9_-]: "\x7f" sorts after every id with this prefix
-            query = {"kind": schema.HEAD, "space": {"$gte": prefix, "$lt": prefix + "\x7f"}}
-            matches = [h async for h in self.db.data.find(query) if not h.get("deleted")]
+            matches = [
+                d async for d in self.db.space_list.find({"name": {"$gte": prefix, "$lt": prefix + "\x7f"}})
+            ]
             total = len(matches)
-            heads = sorted((h for h in matches if before is None or h.get("seq", 0) < before), key=_newest)
+            listed = sorted((d for d in matches if before is None or d["seq"] < before), key=_newest)
         else:
             counts = await self.db.meta.find_one({"_id": "spaces"}) or {}
             total = max(0, counts.get("live", 0))
-            heads = await self._by_seq(before, limit + 1, counts.get("seq", 0))
-        page = heads[:limit]
+            listed = await self._by_seq(before, limit + 1, counts.get("seq", 0))
+        page = listed[:limit]
+        heads = [await self.db.data.find_one(schema.head(d["_id"])) for d in page]
         return {
-            "spaces": [await self.summary(h) for h in page],
+            "spaces": [await self.summary(h) for h in heads if h is not None],
             "total": total,
-            "next": page[-1].get("seq") if len(heads) > limit else None,
+            "next": page[-1]["seq"] if len(listed) > limit else None,
         }
 
     async def _by_seq(self, before: int | None, wanted: int, last: int) -> list[dict[str, Any]]:
-        """Up to `wanted` live heads below `before`, newest first: point lookups by seq."""
+        """Up to `wanted` listed spaces below `before`, newest first: point lookups by seq."""
         top = last + 1 if before is None else min(before, last + 1)
         found: list[dict[str, Any]] = []
         for _ in range(SEQ_CHUNKS):
@@ -62,8 +64,7 @@ class AdminQueries:
                 break
             chunk = list(range(top - 1, max(0, top - 1 - 2 * wanted), -1))
             top = chunk[-1]
-            heads = self.db.data.find({"kind": schema.HEAD, "seq": {"$in": chunk}})
-            found += sorted([h async for h in heads if not h.get("deleted")], key=_newest)
+            found += sorted([d async for d in self.db.space_list.find({"seq": {"$in": chunk}})], key=_newest)
         return found
 
     async def summary(self, head: dict[str, Any]) -> dict[str, Any]:
@@ -165,5 +166,5 @@ class AdminQueries:
         return head
 
 
-def _newest(head: dict[str, Any]) -> int:
-    return -head.get("seq", 0)
+def _newest(listed: dict[str, Any]) -> int:
+    return -int(listed["seq"])

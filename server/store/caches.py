@@ -5,6 +5,8 @@
 - SpaceStates: what a space held after this process's last commit to it, so the next
   push batch writes without reading first. bump() refuses the write if the head moved.
 - Owners: which space and user a client group belongs to (never changes once written).
+- Seen: when this process last wrote (or read as fresh) a group's lastSeen, so it is
+  written at most once per touch interval, whoever of push and pull sees the group.
 """
 
 from __future__ import annotations
@@ -102,3 +104,15 @@ class Owner:
 class Owners(LRU[str, Owner]):
     def __init__(self, size: int = MAX_OWNERS) -> None:
         super().__init__(size)
+
+
+class Seen(LRU[str, float]):
+    """group -> time.monotonic() its lastSeen was last known fresh."""
+
+    def __init__(self, size: int = MAX_OWNERS) -> None:
+        super().__init__(size)
+
+    def due(self, group_id: str, touch_seconds: float, now: float) -> bool:
+        """Is the group's lastSeen to be written (again)?"""
+        seen = self.get(group_id)
+        return seen is None or now - seen >= touch_seconds

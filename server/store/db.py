@@ -64,6 +64,7 @@ class Database:
         self.db = client.get_database(db_name, write_concern=self.write_concern)
         self.data = self.db[schema.DATA]
         self.owners = self.db[schema.OWNERS]
+        self.space_list = self.db[schema.SPACE_LIST]
         self.meta = self.db[schema.META]
 
     async def init(self) -> None:

@@ -2,9 +2,9 @@
 
 A removed group keeps a tombstone (its group document with `removed` set), so a later push
 or pull from it gets ClientStateNotFound and the client starts over: a group is never
-silently made again with lastMutationID 0. Idle means lastSeen older than the TTL; push
-and pull refresh lastSeen when it is older than touch_seconds (a tenth of the TTL at most),
-so an active group is never collected.
+silently made again with lastMutationID 0. Idle means its lastSeen (kept on its
+group_owners record) is older than the TTL; push and pull refresh it when older than
+touch_seconds (a tenth of the TTL at most), so an active group is never collected.
 
 Each space with idle groups is one transaction that moves its version once, however many
 groups go: caches in every process see it, and its listeners are poked once.
@@ -23,11 +23,10 @@ from server.store.db import Database
 
 
 async def idle_groups(db: Database, cutoff: datetime) -> dict[str, list[str]]:
-    """space -> groups whose lastSeen is before cutoff (removed groups have none)."""
+    """space -> groups whose lastSeen is before cutoff (a removed group has none)."""
     found: dict[str, list[str]] = defaultdict(list)
-    query = {"kind": schema.GROUP, "sub": "", "lastSeen": {"$lt": cutoff}}
-    async for d in db.data.find(query, {"space": 1, "key": 1}):
-        found[d["space"]].append(d["key"])
+    async for d in db.owners.find({"lastSeen": {"$lt": cutoff}}, {"space": 1}):
+        found[d["space"]].append(d["_id"])
     return found
 
 
@@ -38,16 +37,10 @@ async def remove(db: Database, space_id: str, groups: list[str], cutoff: datetim
         head = await db.data.find_one(schema.head(space_id), {"version": 1, "deleted": 1}, session=s)
         if head is None or head.get("deleted"):
             return 0, None
-        query = {"space": space_id, "kind": schema.GROUP, "key": {"$in": sorted(groups)}}
-        fields = {"key": 1, "sub": 1, "lastSeen": 1, "removed": 1}
-        docs = [d async for d in db.data.find(query, fields, session=s)]
-        idle = [
-            d["key"]
-            for d in docs
-            if not d["sub"]
-            and d.get("removed") is None
-            and schema.aware(d.get("lastSeen") or cutoff) < cutoff
-        ]
+        owners = db.owners.find({"_id": {"$in": sorted(groups)}}, {"lastSeen": 1}, session=s)
+        idle = sorted(
+            [d["_id"] async for d in owners if d.get("lastSeen") and schema.aware(d["lastSeen"]) < cutoff]
+        )
         if not idle:  # all seen again meanwhile
             return 0, None
         when, version = schema.now(), head["version"] + 1
@@ -56,7 +49,7 @@ async def remove(db: Database, space_id: str, groups: list[str], cutoff: datetim
             ops.append(
                 UpdateOne(
                     schema.at(space_id, schema.GROUP, group_id),
-                    {"$set": {"removed": when, "version": version}, "$unset": {"lastSeen": ""}},
+                    {"$set": {"removed": when, "version": version}},
                 )
             )
             ops.append(
@@ -65,6 +58,8 @@ async def remove(db: Database, space_id: str, groups: list[str], cutoff: datetim
         written = await db.data.bulk_write(ops, ordered=True, session=s)
         if 0 in written.upserted_ids:
             raise RuntimeError(f"space {space_id} lost its head")  # aborts; never written
+        gone = {"$set": {"removed": when}, "$unset": {"lastSeen": ""}}  # found idle no more
+        await db.owners.update_many({"_id": {"$in": idle}}, gone, session=s)
         return len(idle), version
 
     return await db.transaction(run)

@@ -74,12 +74,12 @@ async def from_v1(db: Database) -> None:
                 "created": g.get("created") or when,
                 "version": 0,
             }
+            owner: dict[str, Any] = {"space": g["spaceID"], "user": g.get("userID")}
             if g.get("removed"):
-                fields["removed"] = g["removed"]
+                fields["removed"] = owner["removed"] = g["removed"]
             else:
-                fields["lastSeen"] = g.get("lastSeen") or g.get("created") or when
+                owner["lastSeen"] = g.get("lastSeen") or g.get("created") or when
             await copy.put(schema.at(g["spaceID"], schema.GROUP, g["_id"]), fields)
-            owner = {"space": g["spaceID"], "user": g.get("userID")}
             await db.owners.update_one({"_id": g["_id"]}, {"$set": owner}, upsert=True)
     seq = 0
     if "spaces" in old:
@@ -91,10 +91,12 @@ async def from_v1(db: Database) -> None:
                     "version": sp["version"],
                     "base": 0,
                     "entries": live.get(sp["_id"], 0),
-                    "seq": seq,
                     "created": sp.get("created") or when,
                     "modified": sp.get("modified") or when,
                 },
+            )
+            await db.space_list.update_one(
+                {"_id": sp["_id"]}, {"$set": schema.listed(sp["_id"], seq)}, upsert=True
             )
     await copy.flush()
     await db.meta.update_one({"_id": "spaces"}, {"$set": {"seq": seq, "live": seq}}, upsert=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from server.protocol import CLIENT_STATE_NOT_FOUND, PullRequest, encode_pull_response, space_not_found
 from server.store import schema
-from server.store.caches import LRU, MAX_OWNERS, Owner, Owners, Versions
+from server.store.caches import Owner, Owners, Seen, Versions
 from server.store.db import Database
 
 CSN_BODY = json.dumps(CLIENT_STATE_NOT_FOUND).encode()
@@ -48,6 +48,7 @@ class Puller:
         *,
         owners: Owners,
         versions: Versions,
+        seen: Seen,
         cache: bool,
         touch_seconds: Callable[[], float],
     ) -> None:
@@ -55,10 +56,9 @@ class Puller:
         self.db = db
         self.owners = owners
         self.versions = versions
+        self.seen = seen
         self.cache = cache
         self.touch_seconds = touch_seconds
-        # group -> monotonic time its lastSeen was last known fresh (written or read)
-        self._fresh: LRU[str, float] = LRU(MAX_OWNERS)
 
     async def pull(self, space_id: str, request: PullRequest) -> bytes:
         if request.foreign_cookie:
@@ -67,8 +67,7 @@ class Puller:
         owner = self.owners.get(group_id)
         if owner is not None and not owner.admits(space_id, user_id):
             return CSN_BODY  # seen in another space or as another user
-        seen = self._fresh.get(group_id)
-        checked = owner is not None and seen is not None and time.monotonic() - seen < self.touch_seconds()
+        checked = owner is not None and not self.seen.due(group_id, self.touch_seconds(), time.monotonic())
         if self.cache and checked and cookie is not None and self.versions.get(space_id) == cookie:
             return encode_pull_response(cookie, {}, [])
         try:
@@ -163,6 +162,8 @@ class Puller:
         """A group this process has not checked lately: its owner record, its document
         (removed?), the read, and its lastSeen (which client expiry reads) when due."""
         found = await self.db.owners.find_one({"_id": group_id}, session=s)
+        if found is not None and found.get("removed") is not None:
+            raise _Refused  # removed by client expiry
         owner = None if found is None else Owner(found["space"], found.get("user"))
         if owner is not None and not owner.admits(space_id, user_id):
             raise _Refused
@@ -174,18 +175,17 @@ class Puller:
         when, age = schema.now(), 0.0
         if owner is None:  # bind it to this space (and user) on first sight
             owner = Owner(space_id, user_id)
-            await self.db.owners.insert_one({"_id": group_id, "space": space_id, "user": user_id}, session=s)
+            await self.db.owners.insert_one(schema.owner(group_id, space_id, user_id, when), session=s)
             await self.db.data.bulk_write(
                 [schema.new_group(space_id, group_id, user_id, version, when)], session=s
             )
         else:
-            assert group is not None
-            seen = group.get("lastSeen") or group.get("created")
-            age = (when - schema.aware(seen)).total_seconds() if seen else float("inf")
+            last = found.get("lastSeen") if found else None
+            age = (when - schema.aware(last)).total_seconds() if last else float("inf")
             if age >= self.touch_seconds():
-                await self.db.data.bulk_write([schema.touch_group(space_id, group_id, when)], session=s)
+                await self.db.owners.bulk_write([schema.touch_owner(group_id, when)], session=s)
                 age = 0.0
-        self._fresh.put(group_id, time.monotonic() - age)
+        self.seen.put(group_id, time.monotonic() - age)
         return body, version, owner
 
 

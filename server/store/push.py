@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,13 +26,16 @@ from server import metrics
 from server.mutators import Mutator
 from server.protocol import CLIENT_STATE_NOT_FOUND, Mutation, PushRequest, RequestError, space_not_found
 from server.store import schema
-from server.store.caches import Owner, Owners, SpaceState, SpaceStates, Versions
+from server.store.caches import Owner, Owners, Seen, SpaceState, SpaceStates, Versions
 from server.store.db import Database, Retry
+from server.store.queue import BatchQueue
 from server.store.tx import Entries, MutatorTx
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200  # pushes in one transaction
+HEAD_FIELDS = {"version": 1, "base": 1, "deleted": 1}
+TRANSACTIONS = 4  # batches committing at once (server/store/queue.py says why)
 
 Write = Callable[[MutatorTx], Awaitable[None]]
 
@@ -85,6 +89,7 @@ class Pusher:
         on_commit: Callable[[str, int], None] | None,
         group_commit: bool,
         across_spaces: bool,
+        seen: Seen,
         touch_seconds: Callable[[], float],
         max_mutations: int,
     ) -> None:
@@ -94,12 +99,15 @@ class Pusher:
         self.versions = versions
         self.mutators = mutators
         self.on_commit = on_commit
-        self.group_commit = group_commit
-        self.across_spaces = across_spaces
+        self.seen = seen
         self.touch_seconds = touch_seconds
         self.max_mutations = max_mutations
-        self._queues: dict[str, list[Queued]] = {}
-        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._queue = BatchQueue(
+            self._commit,
+            batch=MAX_BATCH if group_commit else 1,
+            across_spaces=across_spaces,
+            transactions=TRANSACTIONS,
+        )
 
     async def push(self, space_id: str, request: PushRequest) -> dict[str, Any]:
         """Answered once its transaction committed (or it was refused)."""
@@ -111,26 +119,11 @@ class Pusher:
 
     async def drain(self) -> None:
         """Wait for every queued item to be answered (graceful shutdown)."""
-        while self._runners:
-            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        await self._queue.drain()
 
     async def _enqueue(self, item: Queued) -> Any:
-        key = "*" if self.across_spaces else item.space_id
-        self._queues.setdefault(key, []).append(item)
-        if key not in self._runners:
-            self._runners[key] = asyncio.create_task(self._run(key))
+        self._queue.put(item)
         return await item.future
-
-    async def _run(self, key: str) -> None:
-        queue = self._queues[key]
-        try:
-            while queue:
-                take = MAX_BATCH if self.group_commit else 1
-                batch, queue[:take] = queue[:take], []
-                await self._commit(batch)
-        finally:
-            del self._runners[key]
-            del self._queues[key]
 
     async def _commit(self, batch: list[Queued]) -> None:
         try:
@@ -150,6 +143,10 @@ class Pusher:
             self.versions.note(space_id, part.state.version)
         for group_id, owner in done.owners.items():
             self.owners.put(group_id, owner)
+        now = time.monotonic()
+        for part in done.batches.values():
+            for group_id in (*part.new_groups, *part.touched_groups):  # their lastSeen was written
+                self.seen.put(group_id, now)
         _answer(batch, done.results)
         if self.on_commit is not None:
             for space_id, version in moved:  # after the answers: pushers go before the fan-out
@@ -184,12 +181,13 @@ class Pusher:
         for part in parts.values():
             heads.update(await self._operations(part, ops, when))
         new_owners = [
-            {"_id": g, "space": p.space_id, "user": u}
-            for p in parts.values()
-            for g, u in p.new_groups.items()
+            schema.owner(g, p.space_id, u, when) for p in parts.values() for g, u in p.new_groups.items()
         ]
         if new_owners:  # a duplicate key (another process made the group) runs the attempt again
             await self.db.owners.insert_many(new_owners, ordered=True, session=s)
+        touched = [schema.touch_owner(g, when) for p in parts.values() for g in sorted(p.touched_groups)]
+        if touched:  # at most once per group and touch interval (client expiry reads it)
+            await self.db.owners.bulk_write(touched, ordered=True, session=s)
         if ops:  # a duplicate key (a head moved meanwhile) runs the attempt again
             written = await self.db.data.bulk_write(ops, ordered=True, session=s)
             if any(i in heads for i in written.upserted_ids):
@@ -205,15 +203,11 @@ class Pusher:
             if item.space_id not in parts:
                 state = self.states.take(item.space_id)
                 parts[item.space_id] = SpaceBatch(item.space_id, state, cached=state is not None)
-        cold = [p.space_id for p in parts.values() if p.state is None]
-        if cold:
-            query = {"kind": schema.HEAD, "space": {"$in": cold}}
-            async for h in self.db.data.find(
-                query, {"space": 1, "version": 1, "base": 1, "deleted": 1}, session=s
-            ):
-                part = parts[h["space"]]
-                part.deleted = bool(h.get("deleted"))
-                if not part.deleted:
+        for part in parts.values():
+            if part.state is None:  # not kept: read its head (a point read)
+                h = await self.db.data.find_one(schema.head(part.space_id), HEAD_FIELDS, session=s)
+                part.deleted = h is not None and bool(h.get("deleted"))
+                if h is not None and not part.deleted:
                     part.state = SpaceState(h["version"], h.get("base", 0))
         for part in parts.values():
             if part.state is None:
@@ -271,10 +265,11 @@ class Pusher:
         if owner is None and group_id not in part.new_groups:
             part.new_groups[group_id] = user_id
             owners[group_id] = Owner(part.space_id, user_id)
-            state.groups[group_id] = {"key": group_id, "sub": "", "user": user_id, "lastSeen": when}
-        elif group_id not in part.new_groups and _due(state.groups[group_id], when, self.touch_seconds()):
+            state.groups[group_id] = {"key": group_id, "sub": "", "user": user_id}
+        elif group_id not in part.new_groups and self.seen.due(
+            group_id, self.touch_seconds(), time.monotonic()
+        ):
             part.touched_groups.add(group_id)
-            state.groups[group_id]["lastSeen"] = when
         stopped: set[str] = set()
         applied = 0
         for m in request.mutations:
@@ -348,20 +343,12 @@ class Pusher:
                 state.clients[(group_id, client_id)] = {"lmid": lmid, "version": state.version}
         for group_id, user_id in part.new_groups.items():
             ops.append(schema.new_group(part.space_id, group_id, user_id, state.version, when))
-        for group_id in sorted(part.touched_groups):
-            ops.append(schema.touch_group(part.space_id, group_id, when))
         state.entries = dict(entries.current)
         return heads
 
 
 def _future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
-
-
-def _due(group: dict[str, Any], when: Any, touch_seconds: float) -> bool:
-    """Is the group's lastSeen old enough to write again? (client expiry reads it)"""
-    seen = group.get("lastSeen") or group.get("created")
-    return seen is None or (when - schema.aware(seen)).total_seconds() >= touch_seconds
 
 
 def _answer(batch: list[Queued], results: list[Any]) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from pymongo import DeleteMany, InsertOne, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from server.protocol import RequestError, space_not_found
 from server.store import schema
@@ -27,52 +26,36 @@ class Spaces:
     async def create(self, space_id: str | None = None) -> tuple[str, int | None]:
         """(id, version): a random id when none is given; 409 if it exists. A deleted space
         made again starts above its tombstone's version, so no old cookie looks current;
-        the version is returned then (a commit), else None."""
-        if space_id is None:
-            for _ in range(3):  # 72 random bits: a collision is for tests of this loop only
-                new_id = secrets.token_urlsafe(9)
-                if await self._insert(new_id):
-                    return new_id, None
-            raise RequestError(409, "SpaceExists", "could not find a free space id; retry")
-        head = await self.db.data.find_one(schema.head(space_id), {"version": 1, "deleted": 1})
-        if head is None and await self._insert(space_id):
-            return space_id, None
-        if head is not None and head.get("deleted"):
-            when, version = schema.now(), head["version"] + 1
-            seq = await self._count(1)
+        the version is returned then (a commit), else None. One transaction with its
+        space_list entry."""
+
+        async def run(s: Any, space_id: str) -> int | None:
+            head = await self.db.data.find_one(schema.head(space_id), {"version": 1, "deleted": 1}, session=s)
+            when = schema.now()
+            if head is None:
+                await self.db.data.insert_one(schema.new_head(space_id, when), session=s)
+                version = None
+            elif head.get("deleted"):
+                version = head["version"] + 1
+                bump = schema.bump(space_id, head["version"], when, deleted=False, base=version, created=when)
+                await _write(self.db, space_id, [bump], s)
+            else:
+                raise RequestError(409, "SpaceExists", f"space {space_id!r} already exists")
+            await self._list(space_id, s)
+            return version
+
+        if space_id is not None:
+            return space_id, await self.db.transaction(lambda s: run(s, space_id))
+        for _ in range(3):  # 72 random bits: a collision is for tests of this loop only
+            new_id = secrets.token_urlsafe(9)
             try:
-                await self.db.data.bulk_write(
-                    [
-                        schema.bump(
-                            space_id,
-                            head["version"],
-                            when,
-                            deleted=False,
-                            base=version,
-                            created=when,
-                            seq=seq,
-                        )
-                    ]
-                )
-                return space_id, version
-            except BulkWriteError:  # made again at the same moment by someone else
-                await self._count(-1)
-        raise RequestError(409, "SpaceExists", f"space {space_id!r} already exists")
+                return new_id, await self.db.transaction(lambda s, new_id=new_id: run(s, new_id))
+            except RequestError:
+                continue
+        raise RequestError(409, "SpaceExists", "could not find a free space id; retry")
 
-    async def _insert(self, space_id: str) -> bool:
-        seq = await self._count(1)
-        try:
-            await self.db.data.insert_one(schema.new_head(space_id, seq, schema.now()))
-            return True
-        except DuplicateKeyError:
-            await self._count(-1)
-            return False
-
-    async def _count(self, live: int, s: Any = None) -> int:
-        """Count a space made (1, returning its `seq`) or gone (-1)."""
-        if live < 0:
-            await self.db.meta.update_one({"_id": "spaces"}, {"$inc": {"live": live}}, upsert=True, session=s)
-            return 0
+    async def _list(self, space_id: str, s: Any) -> None:
+        """Add the space to space_list, newest last (its `seq`), and count it live."""
         counts = await self.db.meta.find_one_and_update(
             {"_id": "spaces"},
             {"$inc": {"seq": 1, "live": 1}},
@@ -80,7 +63,11 @@ class Spaces:
             return_document=ReturnDocument.AFTER,
             session=s,
         )
-        return int(counts["seq"])
+        await self.db.space_list.insert_one(schema.listed(space_id, int(counts["seq"])), session=s)
+
+    async def _unlist(self, space_id: str, s: Any) -> None:
+        await self.db.space_list.delete_one({"_id": space_id}, session=s)
+        await self.db.meta.update_one({"_id": "spaces"}, {"$inc": {"live": -1}}, upsert=True, session=s)
 
     async def exists(self, space_id: str) -> bool:
         # Concurrent checks of one space share one query: a burst of poke listeners
@@ -118,7 +105,7 @@ class Spaces:
                 *(InsertOne(schema.group_tombstone(space_id, g, version, when)) for g in groups),
             ]
             await _write(self.db, space_id, ops, s)
-            await self._count(-1, s)
+            await self._unlist(space_id, s)
             return version
 
         return await self.db.transaction(run)
@@ -133,14 +120,13 @@ class Spaces:
         async def run(s: Any) -> int:
             head = await self.db.data.find_one(schema.head(space_id), session=s)
             when = schema.now()
-            fields: dict[str, Any] = {"deleted": False}
             if head is None or head.get("deleted"):
                 if not create:
                     raise space_not_found(space_id)
                 if head is None:
-                    head = schema.new_head(space_id, 0, when)
+                    head = schema.new_head(space_id, when)
                     await self.db.data.insert_one(head, session=s)
-                fields["seq"] = await self._count(1, s)
+                await self._list(space_id, s)
             version = head["version"] + 1
             groups = [
                 d["key"]
@@ -156,7 +142,7 @@ class Spaces:
                     when,
                     entries=len(rows) - head.get("entries", 0),
                     base=version,
-                    **fields,
+                    deleted=False,
                 ),
                 DeleteMany({"space": space_id, "kind": schema.ENTRY}),
                 *(DeleteMany({"space": space_id, "kind": schema.GROUP, "key": g}) for g in groups),
