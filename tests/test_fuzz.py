@@ -217,7 +217,7 @@ class Model:
         return {c: n for c, n in self.lmids.items() if self.client_group[c] == group}
 
 
-def test_fuzz_push_and_pull(io_loop, http_client, http_port, store, mongo_client, db_name):
+def test_fuzz_push_and_pull(io_loop, http_client, http_port, mongo_client, db_name):
     api = Api(http_client, f"http://127.0.0.1:{http_port}")  # no name lookup per request
     for space in SPACES:
         io_loop.run_sync(lambda space=space: api.create_space(space))
