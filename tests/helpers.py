@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import resource
 import secrets
 import shutil
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 
@@ -76,6 +78,16 @@ class Api:
         r = await self.pull(space, uid("viewer-"))
         assert r.status == 200, r.body
         return {op["key"]: op["value"] for op in r.body["patch"] if op["op"] == "put"}
+
+
+def need_open_files(count: int) -> None:
+    """Raise this process's open-files limit to count, or skip the test, saying why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= count:
+        return
+    if hard != resource.RLIM_INFINITY and hard < count:
+        pytest.skip(f"needs {count} open files, and the hard RLIMIT_NOFILE is {hard} (raise it: ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
 
 
 # Debian's chromium, never a browser download; these flags keep it off the closed network.

@@ -12,13 +12,12 @@ cannot tell the two apart.
 from __future__ import annotations
 
 import asyncio
-import resource
 from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.helpers import Api
+from tests.helpers import Api, need_open_files
 from tests.live import ROOT, LiveServer
 from tests.sse import listen
 from tests.test_ops import scrape
@@ -37,12 +36,7 @@ def rss_kb(pid: int) -> int:
 @pytest.fixture
 def many_files() -> None:
     """Both ends of every listener live in this process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * LISTENERS + 256
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            pytest.skip(f"needs {need} open files; the hard RLIMIT_NOFILE is {hard} (raise it: ulimit -Hn)")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    need_open_files(2 * LISTENERS + 256)
 
 
 async def wait(done, what: str, timeout: float = 60.0) -> None:

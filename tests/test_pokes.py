@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import resource
 import socket
 import struct
 import weakref
@@ -16,7 +15,7 @@ from tornado.iostream import IOStream
 
 from server import pokes
 from server.config import Settings
-from tests.helpers import Api, mutation, uid
+from tests.helpers import Api, mutation, need_open_files, uid
 from tests.sse import SSE, address, listen, poke_request, stuck_socket
 
 pytestmark = pytest.mark.gen_test
@@ -292,9 +291,7 @@ def test_caps_defaults():
 @pytest.fixture
 def many_files() -> None:
     """500 listeners need about 1,000 sockets in this process (both ends)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    need_open_files(1200)
 
 
 @pytest.mark.gen_test(timeout=120)
