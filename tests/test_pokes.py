@@ -109,6 +109,7 @@ async def test_heartbeat_with_short_interval(api, base_url, settings):
     sse = await listen(base_url, space)
     assert [await sse.data(timeout=5) for _ in range(3)] == ["beat"] * 3
     sse.close()
+    assert Settings().heartbeat_seconds <= 30  # checklist 34: a beat at least every 30 s by default
 
 
 async def test_space_isolation(api, base_url, hub):
