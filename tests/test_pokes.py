@@ -163,7 +163,6 @@ async def test_pokes_read_during_a_burst_coalesce_and_the_last_shows_every_push(
             if seen[-1][0] == pushes:
                 return
 
-    reading = asyncio.ensure_future(read_pokes())
     http = [AsyncHTTPClient(force_instance=True) for _ in range(writers)]
 
     async def writer(w: int) -> list[int]:  # one after another: commits spread over time
@@ -171,6 +170,7 @@ async def test_pokes_read_during_a_burst_coalesce_and_the_last_shows_every_push(
         return [(await api.push(space, f"g{w}", [mutation(i, f"c{w}")])).status for i in range(1, each + 1)]
 
     answered = asyncio.gather(*(writer(w) for w in range(writers)))
+    reading = asyncio.ensure_future(read_pokes())  # runs alongside the writers
     results = await answered
     assert [s for statuses in results for s in statuses] == [200] * pushes
     try:
