@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import json
+import resource
 import secrets
 import shutil
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import bson
+import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from tests.snapshot import Snapshot, snapshot
 
-async def database_state(store: Any) -> dict[str, list[bytes]]:
-    """Every document of every collection in the store's database, in a stable order: for
+
+async def database_state(store: Any) -> Snapshot:
+    """Every document of every collection in the store's database (tests/snapshot.py): for
     checks that a request changed nothing at all, whatever the schema."""
-    db = store.db.db
-    state = {}
-    for name in sorted(await db.list_collection_names()):
-        state[name] = sorted([bson.encode(d) async for d in db[name].find({})])
-    return state
-
-
-class Writes:
-    """Every write to a database, seen through a change stream on all of it: written()
-    returns the changes made since its last call. A marker document closes each window,
-    so no wait is guessed: every change committed before the marker is read first."""
-
-    MARKER = "writes_marker"
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        self.stream: Any = None
-
-    async def open(self) -> Writes:
-        self.stream = await self.db.watch()
-        await self.written()
-        return self
-
-    async def written(self) -> list[dict[str, Any]]:
-        marker = (await self.db[self.MARKER].insert_one({})).inserted_id
-        changes = []
-        async for change in self.stream:
-            if change["ns"]["coll"] == self.MARKER:
-                if change.get("documentKey", {}).get("_id") == marker:
-                    return changes
-                continue
-            changes.append(change)
-        raise AssertionError("the change stream ended")
-
-    async def close(self) -> None:
-        await self.stream.close()
+    return await snapshot(store.db.client, store.db.db.name)
 
 
 async def group_users(store: Any, space_id: str) -> dict[str, str | None]:
@@ -123,6 +91,16 @@ class Api:
         r = await self.pull(space, uid("viewer-"))
         assert r.status == 200, r.body
         return {op["key"]: op["value"] for op in r.body["patch"] if op["op"] == "put"}
+
+
+def need_open_files(count: int) -> None:
+    """Raise this process's open-files limit to count, or skip the test, saying why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= count:
+        return
+    if hard != resource.RLIM_INFINITY and hard < count:
+        pytest.skip(f"needs {count} open files, and the hard RLIMIT_NOFILE is {hard} (raise it: ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
 
 
 # Debian's chromium, never a browser download; these flags keep it off the closed network.

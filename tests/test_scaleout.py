@@ -4,6 +4,7 @@ exact counts under concurrent writers, watcher resume, --processes N."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from server.store import Store
 from server.watcher import Watcher
 from tests.helpers import Api, mutation, uid
 from tests.live import LiveServer
-from tests.sse import listen
+from tests.sse import address, listen
+from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 
@@ -44,7 +46,7 @@ async def test_push_through_b_pokes_listener_on_a(pair):
     try:
         r = await api_b.push(space, "writer", [mutation(2, "w1", args=3)])
         assert r.status == 200
-        await listener.wait_for("poke", timeout=1.0)
+        await listener.wait_for("poke", timeout=10.0)
         after = (await api_a.pull(space, "reader", before["cookie"])).body
         assert after["cookie"] > before["cookie"]
         assert after["patch"] == [{"op": "put", "key": "count", "value": 7}]
@@ -76,6 +78,108 @@ async def test_ten_writers_across_two_processes_count_exactly(pair):
     assert r.body["lastMutationIDChanges"] == {"c3": pushes}
 
 
+async def post_together(urls: list[str], path: str, body: dict) -> list[tuple[int, object]]:
+    """POST one body to every url at once: each server gets all but its last byte, then
+    the last bytes go out together (a barrier), so the requests are in flight together."""
+    raw = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    connections = [await asyncio.open_connection(*address(url)) for url in urls]
+    for _, writer in connections:
+        writer.write(head + raw[:-1])
+        await writer.drain()
+    for _, writer in connections:  # the barrier
+        writer.write(raw[-1:])
+    answers = []
+    for reader, writer in connections:
+        response = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+        status_line, _, rest = response.partition(b"\r\n")
+        answers.append((int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])))
+    return answers
+
+
+async def test_same_mutation_through_two_processes_at_once_applies_once(pair):
+    """Checklist 14 across processes: no in-process queue can serialise these two. Then the
+    same mutation through one process after the other committed it (either order)."""
+    a, b = pair
+    http = AsyncHTTPClient()
+    space = await Api(http, a.url).create_space()
+    path = f"/api/replicache/push?spaceID={space}"
+    group, client = uid("g-"), uid("c-")  # the pair serves the whole module: fresh ids
+
+    def body(n: int) -> dict:
+        return {
+            "profileID": "p",
+            "clientGroupID": group,
+            "pushVersion": 1,
+            "schemaVersion": "",
+            "mutations": [mutation(n, client, args=n)],
+        }
+
+    before = [await scrape(http, s.url) for s in pair]
+    together, rounds = 20, 30
+    for n in range(1, together + 1):
+        answers = await post_together([a.url, b.url], path, body(n))
+        assert answers == [(200, {}), (200, {})], f"round {n}: {answers}"
+    after = [await scrape(http, s.url) for s in pair]
+    for n in range(together + 1, rounds + 1):
+        for server in (a, b) if n % 2 else (b, a):
+            r = await Api(http, server.url).post(path, body(n))
+            assert (r.status, r.body) == (200, {}), f"round {n}: {r.body}"
+    expected = rounds * (rounds + 1) // 2  # each round's mutation once: 1 + 2 + ... + rounds
+    for server in pair:
+        api = Api(http, server.url)
+        assert await api.view(space) == {"count": expected}
+        assert (await api.pull(space, group)).body["lastMutationIDChanges"] == {client: rounds}
+    retried = sum(
+        delta(now, was, name)
+        for now, was in zip(after, before, strict=True)
+        for name in ("replicache_transaction_conflicts_total", "replicache_transaction_retries_total")
+    )
+    print(f"{together} rounds at once: {retried} transaction conflicts and retries in the two processes")
+    # Measured 40-56: the pushes met in the database; zero would mean they never overlapped.
+    assert retried > 0, "the two pushes never overlapped: this test would prove nothing"
+
+
+async def test_one_poke_per_commit_through_the_change_stream(pair):
+    """Checklist 16: K commits through B, one at a time, give exactly K pokes on a listener
+    of A (A hears of them only through its change stream) and on a listener of B (B pokes
+    at once, and must not poke again when the same commits come back on its own stream)."""
+    a, b = pair
+    http = AsyncHTTPClient()
+    api_a, api_b = Api(http, a.url), Api(http, b.url)
+    space, sentinel = await api_b.create_space(), await api_b.create_space()
+    group, client = uid("g-"), uid("c-")  # the pair serves the whole module: fresh ids
+    on_a, on_b = await listen(a.url, space), await listen(b.url, space)
+    marks = {a: await listen(a.url, sentinel), b: await listen(b.url, sentinel)}
+    before = {s: await scrape(http, s.url) for s in pair}
+    commits = 10
+    try:
+        for n in range(1, commits + 1):
+            assert (await api_b.push(space, group, [mutation(n, client)])).status == 200
+            # A quiet gap: this commit's pokes arrive before the next commit, so none coalesce.
+            await on_a.wait_for("poke", timeout=10.0)
+            await on_b.wait_for("poke", timeout=10.0)
+        # Sentinels: a commit through each process to another space. The other process
+        # pokes for it only after its change stream delivered it, and so every event of the
+        # commits above: a second poke for any of them has been written by then.
+        for api in (api_a, api_b):
+            assert (await api.push(sentinel, uid("g"), [mutation(1, uid("c"))])).status == 200
+            for mark in marks.values():
+                await mark.wait_for("poke", timeout=10.0)
+        for server in pair:
+            written = delta(await scrape(http, server.url), before[server], "replicache_pokes_total")
+            assert written == commits + 2, (
+                f"{server.url}: {written} pokes for {commits} commits + 2 sentinels"
+            )
+    finally:
+        for sse in (on_a, on_b, *marks.values()):
+            sse.close()
+
+
 async def test_watcher_resumes_after_database_restart(tmp_path):
     db = EmbeddedMongo(str(tmp_path / "db"))
     uri = db.start()
@@ -86,7 +190,7 @@ async def test_watcher_resumes_after_database_restart(tmp_path):
             listener = await listen(a.url, space)
             try:
                 assert (await api_b.push(space, "g", [mutation(1, "c")])).status == 200
-                await listener.wait_for("poke", timeout=1.0)
+                await listener.wait_for("poke", timeout=10.0)
 
                 # The database goes away for longer than the driver's own resume attempt
                 # (server selection, 5 s): the watcher's loop must resume from its token.
@@ -96,7 +200,7 @@ async def test_watcher_resumes_after_database_restart(tmp_path):
                 await wait_for_line(a, "change stream resumed")
 
                 assert await push_until_200(api_b, space, "g", [mutation(2, "c", args=10)])
-                await listener.wait_for("poke", timeout=5.0)
+                await listener.wait_for("poke", timeout=10.0)
                 assert await api_a.view(space) == {"count": 11}
                 assert not any("afresh" in line for line in a.output)  # resumed from the token
             finally:
@@ -182,7 +286,7 @@ async def test_processes_2_serves_and_stops(tmp_path):
                 api.http.close()
                 api.http = AsyncHTTPClient(force_instance=True)
                 assert (await api.push(space, "g", [mutation(i, "c")])).status == 200
-                await listener.wait_for("poke", timeout=5.0)
+                await listener.wait_for("poke", timeout=10.0)
             assert await api.view(space) == {"count": 10}
         finally:
             listener.close()
@@ -201,7 +305,7 @@ async def test_one_process_on_its_embedded_database_runs_no_watcher(tmp_path):
         listener = await listen(server.url, space)
         try:
             assert (await api.push(space, "g", [mutation(1, "c", args=7)])).status == 200
-            await listener.wait_for("poke", timeout=5.0)
+            await listener.wait_for("poke", timeout=10.0)
             assert await api.view(space) == {"count": 7}
         finally:
             listener.close()
