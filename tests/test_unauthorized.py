@@ -1,5 +1,6 @@
 """Checklist 13: with auth on, a request with a missing or invalid Authorization is a 401
-and leaves the whole database as it was (every collection, every document)."""
+(a valid token for another space: 403) and leaves the whole database as it was (every
+collection, every document)."""
 
 from __future__ import annotations
 
@@ -59,13 +60,15 @@ async def test_push_and_pull_with_an_invalid_authorization_are_401_and_change_no
     pull = {"profileID": "p", "clientGroupID": "g3", "cookie": None, "pullVersion": 1, "schemaVersion": ""}
     for why, headers in invalid(space).items():
         query = f"spaceID={space}" + (f"&auth={token}" if why == "in the query only" else "")
+        # A genuine token for another space: the user is known, the space is not theirs.
+        status, error = (403, "Forbidden") if why == "another space" else (401, "Unauthorized")
         for body in attempts:
             r = await api.post(f"/api/replicache/push?{query}", body, headers)
-            assert r.status == 401 and r.body["error"] == "Unauthorized", (why, r.body)
+            assert r.status == status and r.body["error"] == error, (why, r.body)
         r = await api.post(f"/api/replicache/pull?{query}", pull, headers)
-        assert r.status == 401 and r.body["error"] == "Unauthorized", (why, r.body)
+        assert r.status == status and r.body["error"] == error, (why, r.body)
         r = await api.post("/api/replicache/createSpace", {"spaceID": "another"}, headers)
-        assert r.status == 401, (why, r.body)
+        assert r.status == status, (why, r.body)
         after = await snapshot(mongo_client, db_name)
         assert after == before, (why, differences(before, after))
 
