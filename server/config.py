@@ -73,6 +73,12 @@ class Settings:
     cookie_secret: str = _opt(
         "", "COOKIE_SECRET", "signs the admin login cookie (default: derived from the token)"
     )
+    mutators: str = _opt(
+        "",
+        "MUTATORS",
+        "Python module whose MUTATORS dict (name -> async (tx, args)) replaces the built-in"
+        " increment (README Your own mutators)",
+    )
     processes: int = _opt(
         1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"
     )
