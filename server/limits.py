@@ -19,13 +19,21 @@ def body_too_large(limit: int) -> RequestError:
 
 class LimitedBody:
     """Mixin for @stream_request_body JSON handlers: refuses a body over
-    config.max_body_bytes with 413 JSON before it is buffered whole.
+    body_limit() (config.max_body_bytes) with 413 JSON before it is buffered whole.
 
     A declared Content-Length is refused in prepare(), before any body is read; a
-    chunked body is refused as soon as the received bytes pass the limit."""
+    chunked body is refused as soon as the received bytes pass the limit. A handler
+    may allow more (body_limit) or consume the chunks as they arrive (take)."""
 
     config: Any
     request: Any
+
+    def body_limit(self) -> int:
+        return int(self.config.max_body_bytes)
+
+    def take(self, chunk: bytes) -> None:
+        """Keep a chunk of the body, within the limit, for json_body()."""
+        self._chunks.append(chunk)
 
     async def prepare(self) -> None:
         pending = super().prepare()  # type: ignore[misc]
@@ -33,7 +41,7 @@ class LimitedBody:
             await pending
         self._chunks: list[bytes] = []
         self._size = 0
-        limit = self.config.max_body_bytes
+        limit = self.body_limit()
         length = self.request.headers.get("Content-Length", "")
         # Counting is ours: the connection's own cap would answer a bare 400 and close.
         self.request.connection.set_max_body_size(2**62)
@@ -44,13 +52,13 @@ class LimitedBody:
         if self._finished:  # type: ignore[attr-defined]
             return
         self._size += len(chunk)
-        if self._size > self.config.max_body_bytes:
+        if self._size > self.body_limit():
             self._chunks = []
-            error = body_too_large(self.config.max_body_bytes)
+            error = body_too_large(self.body_limit())
             # Tornado stops reading and closes the connection after this response.
             self.send_error(413, exc_info=(RequestError, error, None))  # type: ignore[attr-defined]
             return
-        self._chunks.append(chunk)
+        self.take(chunk)
 
     def json_body(self, strict: bool = True) -> Any:
         self.request.body = b"".join(self._chunks)
