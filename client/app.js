@@ -1,5 +1,5 @@
 // The counter page at /space/<id>: one Replicache per space, pokes over Server-Sent Events.
-import { Replicache } from "replicache";
+import { Replicache, dropDatabase } from "replicache";
 import { mutators } from "./mutators.js";
 
 const DEFAULT_PULL_INTERVAL_MS = 60_000;
@@ -42,6 +42,18 @@ if (auth) {
 }
 globalThis.rep = rep; // for the browser console and the browser test
 
+// The server ended this client group (the space was restored from a backup, or the group
+// sat idle past the server's CLIENT_TTL_DAYS): start over from the server's state. The
+// local store goes first: a reload would fork the next group from the ended one.
+rep.onClientStateNotFound = async () => {
+  events.close();
+  await rep.close();
+  // Another tab of this space may hold the store open a while: do not wait for it forever.
+  const dropped = dropDatabase(rep.idbName).catch(() => {});
+  await Promise.race([dropped, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  location.reload();
+};
+
 const $ = (id) => document.getElementById(id);
 const countEl = $("count");
 const button = $("increment");
@@ -82,7 +94,8 @@ button.disabled = false;
 const authQuery = auth ? `&auth=${encodeURIComponent(auth)}` : "";
 const events = new EventSource(`${api}/poke?${query}${authQuery}`);
 events.addEventListener("message", (event) => {
-  if (event.data === "poke") rep.pull();
+  // A pull still running when the page starts over (onClientStateNotFound) ends in "Closed".
+  if (event.data === "poke") rep.pull().catch((error) => rep.closed || Promise.reject(error));
 });
 let connectedBefore = false;
 events.addEventListener("open", () => {
