@@ -81,10 +81,11 @@ class SyncServer:
             watcher.start()
         return cls(settings, store, hub, make_app(settings, store, hub), watcher, expiry)
 
-    def http_server(self) -> tornado.httpserver.HTTPServer:
-        """An HTTPServer for `app` with the settings' limits; listen() or add_sockets() it."""
+    def http_server(self, app: tornado.web.Application | None = None) -> tornado.httpserver.HTTPServer:
+        """An HTTPServer with the settings' body limit for `app`: self.app, or your own
+        application that mounts it (docs/embedding.md). listen() or add_sockets() it."""
         return tornado.httpserver.HTTPServer(
-            self.app, xheaders=True, max_body_size=self.settings.max_body_bytes
+            self.app if app is None else app, xheaders=True, max_body_size=self.settings.max_body_bytes
         )
 
     async def close(self) -> None:
