@@ -4,6 +4,7 @@ tests/client/test_node_app.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,9 @@ import pytest
 
 from server import mutators
 from server.config import Settings
+from server.protocol import parse_pull, parse_push
+from server.store import Store
+from tests.helpers import mutation
 from tests.live import ROOT
 
 GOOD = """
@@ -86,3 +90,43 @@ def test_a_module_replaces_the_built_in_mutators(tmp_path, monkeypatch):
     assert mutators.load("") is mutators.MUTATORS == {"increment": mutators.increment}
     assert Settings.from_args(["--mutators", "good_app_14"]).mutators == "good_app_14"
     assert Settings.from_args([], env={"MUTATORS": "good_app_14"}).mutators == "good_app_14"
+
+
+def readme_example() -> str:
+    """The worked example of README "Your own mutators": its first Python block."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Your own mutators") :]
+    return section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
+
+
+@pytest.mark.gen_test
+async def test_the_readme_example_module_runs_as_documented(tmp_path, monkeypatch, mongo_client, db_name):
+    package = tmp_path / "todo"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mutators.py").write_text(readme_example())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = Store(mongo_client, db_name, mutators=mutators.load("todo.mutators"))
+    await store.init()
+    space = await store.create_space()
+    todos = [
+        ("createTodo", {"id": "1", "text": "milk"}),
+        ("createTodo", {"id": "2", "text": "bread"}),
+        ("createTodo", {"id": "3", "text": "  "}),  # fails alone
+        ("setDone", {"id": "1", "done": True}),
+        ("setDone", {"id": "9", "done": True}),  # absent: nothing to do
+        ("increment", 1),  # replaced: not this app's
+    ]
+    body = {"clientGroupID": "g", "pushVersion": 1, "profileID": "p", "schemaVersion": ""}
+    body["mutations"] = [mutation(i, "c", name, args) for i, (name, args) in enumerate(todos, start=1)]
+    assert await store.push(space, parse_push(body)) == {}
+    view = await pulled(store, space)
+    assert view == {"todo/1": {"text": "milk", "done": True}, "todo/2": {"text": "bread", "done": False}}
+    body["mutations"] = [mutation(7, "c", "clearDone", None)]
+    assert await store.push(space, parse_push(body)) == {}
+    assert await pulled(store, space) == {"todo/2": {"text": "bread", "done": False}}
+
+
+async def pulled(store: Store, space: str) -> dict:
+    reply = json.loads(await store.pull(space, parse_pull({"clientGroupID": "viewer", "cookie": None})))
+    return {op["key"]: op["value"] for op in reply["patch"] if op["op"] == "put"}
