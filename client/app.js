@@ -1,5 +1,5 @@
 // The counter page at /space/<id>: one Replicache per space, pokes over Server-Sent Events.
-import { Replicache } from "replicache";
+import { Replicache, dropDatabase } from "replicache";
 import { mutators } from "./mutators.js";
 
 const DEFAULT_PULL_INTERVAL_MS = 60_000;
@@ -63,6 +63,19 @@ const rep = new Replicache({
 rep.getAuth = freshAuth;
 globalThis.rep = rep; // for the browser console and the browser test
 
+// The server ended this client group (its state was lost or restored from a backup, or
+// the group sat idle past the server's CLIENT_TTL_DAYS): start over from the server's
+// state. The local store goes first: Replicache forks the next group from an ended one's
+// snapshot and cookie, which the server would end again.
+rep.onClientStateNotFound = async () => {
+  events?.close();
+  await rep.close();
+  // Another tab of this space may hold the store open a while: do not wait for it forever.
+  const dropped = dropDatabase(rep.idbName).catch(() => {});
+  await Promise.race([dropped, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  location.reload();
+};
+
 const countEl = $("count");
 const button = $("increment");
 const pendingEl = $("pending");
@@ -80,9 +93,13 @@ rep.subscribe(async (tx) => (await tx.get("count")) ?? 0, {
   },
 });
 
-// Pending changes drop when a pull confirms them, which need not change the count.
-rep.onSync = (syncing) => {
-  if (!syncing) showPending();
+// Pending changes drop when a pull confirms them, which need not change the count. A
+// long offline queue is applied a part at a time (the server's early exit), and Replicache
+// pushes again only for a new mutation: so push while some stay pending after a sync.
+rep.onSync = async (syncing) => {
+  if (syncing || rep.closed) return;
+  await showPending();
+  if ((await rep.experimentalPendingMutations()).length) rep.push();
 };
 
 function showOnline(online) {
@@ -105,22 +122,26 @@ button.disabled = false;
 const STREAM_RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
 let failures = 0;
 let connectedBefore = false;
+let events = null;
 
 function openPokes() {
+  if (rep.closed) return; // starting over (onClientStateNotFound)
   const authQuery = auth ? `&auth=${encodeURIComponent(auth)}` : "";
-  const events = new EventSource(`${api}/poke?${query}${authQuery}`);
-  events.addEventListener("message", (event) => {
-    if (event.data === "poke") rep.pull();
+  const stream = new EventSource(`${api}/poke?${query}${authQuery}`);
+  events = stream;
+  stream.addEventListener("message", (event) => {
+    // A pull still running when the page starts over (onClientStateNotFound) ends in "Closed".
+    if (event.data === "poke") rep.pull().catch((error) => rep.closed || Promise.reject(error));
   });
-  events.addEventListener("open", () => {
+  stream.addEventListener("open", () => {
     // A reconnect may have missed pokes; the first connection follows the start-up pull.
     if (connectedBefore) rep.pull();
     connectedBefore = true;
     failures = 0;
     stats.streams += 1;
   });
-  events.addEventListener("error", () => {
-    if (events.readyState !== EventSource.CLOSED) return; // the browser retries this one
+  stream.addEventListener("error", () => {
+    if (stream.readyState !== EventSource.CLOSED) return; // the browser retries this one
     const delay = STREAM_RETRY_MS[Math.min(failures, STREAM_RETRY_MS.length - 1)];
     failures += 1;
     setTimeout(async () => {

@@ -9,21 +9,27 @@ Which spaces (combine freely; duplicates are dropped):
 Initial entries: --set KEY=JSON (repeatable) writes KEY to every space, e.g. --set count=5;
 a space's entries from --from-json win over --set.
 
-Two ways in:
+Three ways in:
   --url URL (default)  the server's HTTP API; works against a remote server. Creating is
       createSpace. Entries go in as ordinary pushes from a seed client (client group and
       client id "seed-<spaceID>"), so they can only be what the server's mutators write:
-      today that is `count` (a number), set through `increment` by the difference from
-      the current value. The server deliberately has no "put any key" mutator: every
-      browser could call it.
+      with the built-in mutators that is `count` (a number), set through `increment` by the
+      difference from the current value. The server deliberately has no "put any key"
+      mutator: every browser could call it.
+  --url URL --admin-token TOKEN  the server's admin API (the server runs with the same
+      --admin-token; ADMIN_TOKEN in the environment works too): any key, any JSON value,
+      written as the server (PUT /admin/api/spaces/<id>/entries/<key>), so the space's
+      listeners are poked. Creating is POST /admin/api/spaces, which works with --auth-secret.
   --direct MONGODB_URI  write through the server's Store into the database, with a seed-only
       mutator that puts any key. Use it for a fresh deployment or a stopped server: a
       running server is not poked for these writes, and one that already served a space
       from its in-memory version (pull cache) may keep answering its clients "unchanged".
 
-Idempotent: an existing space is reported as existing, not an error; entries are written
-once per space (the seed client's mutation ids make a second run a no-op, reported as
-"already seeded"), so re-running never doubles a count.
+Idempotent: an existing space is reported as existing, not an error, and re-running never
+doubles a count. Without --admin-token, entries are written once per space (the seed
+client's mutation ids make a second run a no-op, reported as "already seeded"). With it,
+each run sets the keys to the given values: "already seeded" when they all held them
+already (the space's version did not move), "seeded" when any changed.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -105,8 +112,9 @@ def check_http_entries(plan: Plan) -> None:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if key != "count" or not number:
                 raise SystemExit(
-                    f"space {space_id}: cannot set {key}={json.dumps(value)} over HTTP: the server's only"
-                    " mutator is increment, so only a numeric `count` can be seeded; use --direct"
+                    f"space {space_id}: cannot set {key}={json.dumps(value)} through pushes: the built-in"
+                    " mutator is increment, so only a numeric `count` can be seeded;"
+                    " use --direct, or --admin-token to write through the admin API"
                 )
 
 
@@ -114,19 +122,23 @@ def check_http_entries(plan: Plan) -> None:
 
 
 class HttpSeeder:
-    def __init__(self, url: str, concurrency: int, timeout: float) -> None:
+    def __init__(self, url: str, concurrency: int, timeout: float, admin_token: str = "") -> None:
         from tornado.httpclient import AsyncHTTPClient
 
         self.url = url.rstrip("/")
         self.http = AsyncHTTPClient(force_instance=True, max_clients=concurrency)
         self.timeout = timeout
+        self.admin_token = admin_token
 
-    async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async def _send(self, path: str, body: Any, method: str = "POST") -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.admin_token:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
         response = await self.http.fetch(
             self.url + path,
-            method="POST",
-            body=json.dumps(body),
-            headers={"Content-Type": "application/json"},
+            method=method,
+            body=None if method == "GET" else json.dumps(body, ensure_ascii=False),
+            headers=headers,
             raise_error=False,
             request_timeout=self.timeout,
         )
@@ -140,15 +152,20 @@ class HttpSeeder:
 
     async def create(self, space_id: str) -> bool:
         """True when created, False when it existed."""
-        status, body = await self._post("/api/replicache/createSpace", {"spaceID": space_id})
+        path, created = "/api/replicache/createSpace", 200
+        if self.admin_token:
+            path, created = "/admin/api/spaces", 201
+        status, body = await self._send(path, {"spaceID": space_id})
         if status == 409:
             return False
-        if status != 200:
-            raise RuntimeError(f"createSpace answered {status}: {body}")
+        if status != created:
+            raise RuntimeError(f"{path} answered {status}: {body}")
         return True
 
     async def seed(self, space_id: str, values: dict[str, Any]) -> bool:
         """True when written now, False when this space was seeded before."""
+        if self.admin_token:
+            return await self._put_each(space_id, values)
         group, client = seed_ids(space_id)
         query = f"?spaceID={quote(space_id)}"
         pull = {
@@ -158,7 +175,7 @@ class HttpSeeder:
             "pullVersion": 1,
             "schemaVersion": "",
         }
-        status, body = await self._post("/api/replicache/pull" + query, pull)
+        status, body = await self._send("/api/replicache/pull" + query, pull)
         if status != 200 or not isinstance(body, dict) or "cookie" not in body:
             raise RuntimeError(f"pull answered {status}: {body}")
         if body.get("lastMutationIDChanges", {}).get(client, 0) >= 1:
@@ -175,10 +192,24 @@ class HttpSeeder:
             "pushVersion": 1,
             "schemaVersion": "",
         }
-        status, body = await self._post("/api/replicache/push" + query, push)
+        status, body = await self._send("/api/replicache/push" + query, push)
         if status != 200 or body:
             raise RuntimeError(f"push answered {status}: {body}")
         return True
+
+    async def _put_each(self, space_id: str, values: dict[str, Any]) -> bool:
+        """Each key set as the server (admin API); True when the space's version moved."""
+        space = f"/admin/api/spaces/{quote(space_id)}"
+        status, body = await self._send(space, None, method="GET")
+        if status != 200:
+            raise RuntimeError(f"GET {space} answered {status}: {body}")
+        before = version = body["version"]
+        for key, value in values.items():
+            status, body = await self._send(f"{space}/entries/{quote(key, safe='')}", value, method="PUT")
+            if status != 200:
+                raise RuntimeError(f"PUT {key!r} answered {status}: {body}")
+            version = body["version"]
+        return version != before
 
     async def close(self) -> None:
         self.http.close()
@@ -247,7 +278,7 @@ async def run(args: argparse.Namespace, plan: Plan) -> Counter[str]:
         seeder = DirectSeeder(args.direct, args.db_name)
         await seeder.start()
     else:
-        seeder = HttpSeeder(args.url, args.concurrency, args.timeout)
+        seeder = HttpSeeder(args.url, args.concurrency, args.timeout, args.admin_token)
     outcome: Counter[str] = Counter()
     errors: list[str] = []
     bar = progress(len(plan.entries), args.no_progress)
@@ -316,6 +347,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="http://127.0.0.1:8888",
         help="the server (default %(default)s); with --direct only used for the printed links",
     )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("ADMIN_TOKEN", ""),
+        help="write any key through the server's admin API (default: the ADMIN_TOKEN environment variable)",
+    )
     parser.add_argument("--direct", metavar="MONGODB_URI", help="write through the Store into this database")
     parser.add_argument(
         "--db-name", default="replicache", help="with --direct: database name (default %(default)s)"
@@ -334,7 +370,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
-    if not args.direct:
+    if not args.direct and not args.admin_token:
         check_http_entries(plan)
     outcome = asyncio.run(run(args, plan))
     total = len(plan.entries)

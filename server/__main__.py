@@ -13,13 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import client_expiry, connections, logs, workers
-from server.app import make_app
+from server import logs, workers
+from server.app import SyncServer
 from server.config import Settings
 from server.embedded import EmbeddedMongo
-from server.pokes import PokeHub
-from server.store import SchemaTooNew, Store
-from server.watcher import Watcher
+from server.mutators import Mutator
+from server.mutators import load as load_mutators
+from server.store import SchemaTooNew
 from server.workers import Run, prepare
 
 log = logging.getLogger("server")
@@ -46,35 +46,20 @@ def raise_fd_limit() -> int:
     return soft
 
 
-async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
+async def serve(settings: Settings, uri: str, where: str, run: Run, mutators: dict[str, Mutator]) -> None:
     """One process: its own client, store, hub and watcher on the shared sockets."""
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
-    hub = PokeHub()
-    watcher = Watcher(hub) if run.watch else None
-    store = Store(
-        client,
-        settings.db_name,
-        group_commit=settings.group_commit,
-        pull_cache=settings.pull_cache,
-        sole_writer=not run.watch,  # else other processes commit too: pulls read the database
-        on_commit=watcher.local_commit if watcher is not None else hub.poke,
-        client_ttl_seconds=settings.client_ttl_days * client_expiry.DAY,
-        max_mutations=settings.max_mutations,
-    )
-    await store.init()
-    expiry_task = client_expiry.start(store, settings.client_ttl_days, settings.gc_interval_seconds)
-    if watcher is not None:
+    sync = await SyncServer.start(settings, client, mutators=mutators, watch=run.watch)
+    if sync.watcher is not None:
         # Test hook: a slow change stream, to show that no answer waits on it.
-        watcher.delay = float(os.environ.get("REPLICACHE_TEST_WATCHER_DELAY", "0"))
-        await watcher.open(store)  # before serving: no commit after this point is missed
-        watcher.start()
+        sync.watcher.delay = float(os.environ.get("REPLICACHE_TEST_WATCHER_DELAY", "0"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a signal then is graceful too
         loop.add_signal_handler(sig, stop.set)
     if run.parent_fd is not None:
         workers.on_parent_exit(run.parent_fd, stop.set)
-    server = connections.Server(make_app(settings, store, hub), settings)
+    server = sync.http_server()
     server.add_sockets(run.sockets)
     if tornado.process.task_id() in (None, 0):  # one line, however many processes
         url = f"http://{settings.host}:{settings.port}"
@@ -83,22 +68,19 @@ async def serve(settings: Settings, uri: str, where: str, run: Run) -> None:
     await stop.wait()
     log.info("shutting down")
     server.stop()  # stop accepting
-    if expiry_task is not None:
-        expiry_task.cancel()
-    await hub.close()  # end SSE streams with their last chunk
-    await store.drain()  # let queued pushes commit and answer
+    await sync.close()  # end SSE streams, let queued pushes commit and answer, stop watching
     await server.close_all_connections()
-    if watcher is not None:
-        await watcher.close()
     await client.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_args(argv)
+    mutators = load_mutators(settings.mutators)  # a bad module stops here, before any database
     secrets = [settings.auth_secret, settings.admin_token, settings.cookie_secret]
     password = urlsplit(settings.mongodb_uri).password
     logs.setup_logging(settings.log_level, [*secrets, *([password] if password else [])])
     log.info("open files limit: %d", raise_fd_limit())
+    log.info("mutators: %s (%s)", ", ".join(sorted(mutators)) or "none", settings.mutators or "built-in")
     embedded = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)
@@ -108,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         logs.add_secret(embedded.password)
     try:
         run = prepare(settings, uri, embedded=embedded is not None)
-        asyncio.run(serve(settings, uri, where, run))
+        asyncio.run(serve(settings, uri, where, run, mutators))
     except SchemaTooNew as e:
         raise SystemExit(str(e)) from None
     finally:

@@ -181,6 +181,17 @@ class Settings:
         "comma-separated addresses or networks (CIDR) of your reverse proxies: X-Forwarded-For,"
         " X-Real-Ip and X-Forwarded-Proto are believed from them only",
     )
+    mutators: str = _opt(
+        "",
+        "MUTATORS",
+        "Python module whose MUTATORS dict (name -> async (tx, args)) replaces the built-in"
+        " increment (README Your own mutators)",
+    )
+    max_import_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "MAX_IMPORT_BYTES",
+        "largest backup accepted by POST /admin/api/spaces/<id>/import (else 413); read as it arrives",
+    )
     processes: int = _opt(
         1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"
     )

@@ -67,6 +67,7 @@ class LimitedBody:
       to config.linger_bytes, within config.body_timeout) before the request ends. Closing
       with unread bytes makes the kernel send a reset, which can destroy the answer before
       the client reads it: a 12 MB push saw ECONNRESET, never its 413 (issue 11).
+    - A handler may allow more (body_limit) or consume the chunks as they arrive (take).
     """
 
     config: Any
@@ -91,6 +92,10 @@ class LimitedBody:
 
     def body_limit(self) -> int:
         return self.config.max_body_bytes if self.max_body is None else self.max_body
+
+    def take(self, chunk: bytes) -> None:
+        """Keep a chunk of the body, within the limit, for json_body()."""
+        self._chunks.append(chunk)
 
     async def prepare(self) -> None:
         pending = super().prepare()  # type: ignore[misc]
@@ -130,7 +135,7 @@ class LimitedBody:
             self._chunks = []
             self.send_error(error.status, exc_info=(RequestError, error, None))  # type: ignore[attr-defined]
             return
-        self._chunks.append(chunk)
+        self.take(chunk)
 
     def _finish_when_read(self) -> None:
         """The response is written; end the request now, or once the body is dropped."""

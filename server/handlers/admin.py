@@ -373,6 +373,8 @@ def _dumps(value: Any, limit: int = 300) -> str:
 
 
 def admin_routes(deps: dict[str, Any]) -> list[Any]:
+    from server.handlers import admin_writes  # its handlers build on this module's
+
     sessions = AdminSessions(deps["store"], COOKIE_DAYS * 86400)
     deps = {**deps, "attempts": FailedAttempts(), "sessions": sessions}
     space = r"([^/]+)"
@@ -387,4 +389,5 @@ def admin_routes(deps: dict[str, Any]) -> list[Any]:
         (rf"/admin/api/spaces/{space}", SpaceAPI, deps),
         (rf"/admin/api/spaces/{space}/entries", EntriesAPI, deps),
         (rf"/admin/api/spaces/{space}/export", ExportAPI, deps),
+        *admin_writes.routes(deps, space),
     ]

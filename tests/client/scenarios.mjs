@@ -5,15 +5,24 @@
 //
 // Runs each scenario in a fresh space and prints one JSON report on stdout (pytest,
 // tests/client/test_node_client.py, asserts on it). Everything the client logs is
-// captured, none of it goes to stdout.
-import http from "node:http";
+// captured (harness.mjs), none of it goes to stdout.
 import { increment } from "../../client/mutators.js";
+import {
+  BAD_LINES,
+  base,
+  createSpace,
+  events,
+  lines,
+  listenPokes,
+  pending,
+  post,
+  record,
+  run,
+  safeJSON,
+  sleep,
+  waitFor,
+} from "./harness.mjs";
 
-const base = process.argv[2];
-if (!base) {
-  process.stderr.write("usage: node tests/client/scenarios.mjs <server URL> [package]\n");
-  process.exit(2);
-}
 const replicache = await import(process.argv[3] ?? "replicache");
 const { Replicache } = replicache;
 // 14.x has no kvStore option and wants a license key: its test key skips the license check
@@ -24,48 +33,6 @@ const memoryStore = replicache.version.startsWith("14.")
       licenseKey: replicache.TEST_LICENSE_KEY,
     }
   : { kvStore: "mem" };
-const DEADLINE_MS = 20_000;
-const BAD_LINES = [/is < than last snapshot/, /did not change, but/];
-
-// ---- log capture: every client line, by client label
-
-const lines = []; // {who, level, text}
-function record(who, level, args) {
-  const text = args
-    .map((a) => (a instanceof Error ? `${a.name}: ${a.message}` : typeof a === "string" ? a : safeJSON(a)))
-    .join(" ");
-  lines.push({ who, level, text });
-}
-function safeJSON(value) {
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-// Replicache also writes some lines straight to the console.
-for (const level of ["log", "info", "warn", "error", "debug"]) {
-  console[level] = (...args) => record("console", level, args);
-}
-const events = []; // onClientStateNotFound, onUpdateNeeded, unhandled rejections
-process.on("unhandledRejection", (reason) => events.push({ who: "process", event: "unhandledRejection", detail: String(reason) }));
-
-// ---- the server
-
-async function post(path, body) {
-  const response = await fetch(base + path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${safeJSON(json)}`);
-  return json;
-}
-
-async function createSpace() {
-  return (await post("/api/replicache/createSpace", {})).spaceID;
-}
 
 /** The count as the server has it: a full pull by a brand-new client group. */
 async function serverCount(space) {
@@ -79,35 +46,6 @@ async function serverCount(space) {
   const reply = await post(`/api/replicache/pull?spaceID=${space}`, body);
   const put = reply.patch.find((op) => op.op === "put" && op.key === "count");
   return put ? put.value : 0;
-}
-
-/** Pokes as a browser's EventSource would get them; Node 20 has none, so read the stream. */
-function listenPokes(space, onPoke) {
-  let buffer = "";
-  let ready, fail;
-  const opened = new Promise((resolve, reject) => ([ready, fail] = [resolve, reject]));
-  const request = http.get(`${base}/api/replicache/poke?spaceID=${space}`, (response) => {
-    // The server sends its headers once the listener is registered.
-    if (response.statusCode === 200) ready();
-    else fail(new Error(`poke stream: HTTP ${response.statusCode}`));
-    response.setEncoding("utf8");
-    response.on("data", (chunk) => {
-      buffer += chunk;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = frame
-          .split("\n")
-          .filter((l) => l.startsWith("data:"))
-          .map((l) => l.slice(5).trim())
-          .join("\n");
-        if (data === "poke") onPoke();
-      }
-    });
-  });
-  request.on("error", (error) => fail(error)); // after close: a no-op
-  return { opened, close: () => request.destroy() };
 }
 
 // ---- clients
@@ -141,18 +79,6 @@ async function tab(space, who, { name, mutators = { increment }, pusher, puller,
 }
 
 const last = (client) => client.values.at(-1);
-const pending = async (client) => (await client.rep.experimentalPendingMutations()).length;
-
-/** Poll with a deadline: pending mutations have no change event. */
-async function waitFor(what, predicate) {
-  const end = Date.now() + DEADLINE_MS;
-  while (Date.now() < end) {
-    if (await predicate()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function converge(space, group, expected) {
   await waitFor(`count ${expected} and nothing pending`, async () => {
@@ -304,25 +230,4 @@ async function canary() {
 
 // ---- run
 
-const scenarios = { twoClients, sameName, offline, lyingMutator, canary };
-const report = { version: replicache.version, scenarios: {} };
-for (const [name, run] of Object.entries(scenarios)) {
-  const started = Date.now();
-  try {
-    report.scenarios[name] = { ok: true, ...(await run()) };
-  } catch (error) {
-    report.scenarios[name] = { ok: false, error: String(error?.stack ?? error) };
-  }
-  report.scenarios[name].ms = Date.now() - started;
-}
-for (const c of clients) {
-  c.pokes.close();
-  await c.rep.close();
-}
-report.events = events;
-report.badLines = lines.filter((l) => BAD_LINES.some((re) => re.test(l.text)));
-report.linesByClient = {};
-for (const l of lines) report.linesByClient[l.who] = (report.linesByClient[l.who] ?? 0) + 1;
-report.sampleLines = lines.slice(0, 50);
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(0);
+await run({ twoClients, sameName, offline, lyingMutator, canary }, clients, { version: replicache.version });
