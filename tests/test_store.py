@@ -191,3 +191,19 @@ async def test_push_past_what_this_process_knows_reads_before_refusing(store, mo
     assert await other.push(space, push_request("g", mutation(2, "c", args=10))) == {}
     assert await store.push(space, push_request("g", mutation(3, "c", args=100))) == {}
     assert await count_of(store, space) == 111
+
+
+async def test_a_space_made_again_never_serves_the_old_one_to_an_old_tab(store):  # issue 11.8
+    space = await store.create_space()
+    assert await store.push(space, push_request("g", mutation(1, "c", args=1))) == {}
+    old = await pull_body(store, space, "g")
+    await store.delete_space(space)
+    assert await store.create_space(space) == space
+    assert await store.push(space, push_request("h", mutation(1, "d", args=5))) == {}
+    # The old tab's group was ended with the old space: it starts over.
+    assert await pull_body(store, space, "g", old["cookie"]) == {"error": "ClientStateNotFound"}
+    # A group forked from the old tab (a new id, the old cookie) gets the new space whole.
+    forked = await pull_body(store, space, "forked", old["cookie"])
+    assert forked["cookie"] > old["cookie"]
+    assert forked["patch"] == [{"op": "clear"}, {"op": "put", "key": "count", "value": 5}]
+    assert forked["lastMutationIDChanges"] == {}
