@@ -13,11 +13,12 @@ import tornado.httpserver
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import gc, workers
+from server import gc, metrics, workers
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
 from server.logs import setup_access_log
+from server.memory_guard import MemoryGuard
 from server.pokes import PokeHub
 from server.store import Store
 from server.watcher import Watcher, pull_cache_safe
@@ -98,17 +99,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     setup_access_log()
     log.info("open files limit: %d", raise_fd_limit())
-    embedded = None
+    embedded = guard = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)
     else:
-        embedded = EmbeddedMongo(settings.data_dir)
+        embedded = EmbeddedMongo(
+            settings.data_dir,
+            cache_size=settings.embedded_cache_size,
+            oplog_max_entries=settings.embedded_oplog_max_entries,
+            oplog_retention_seconds=settings.embedded_oplog_retention_seconds,
+        )
         uri, where = embedded.start(), f"embedded at {embedded.data_dir}"
+        metrics.watch_embedded(embedded)  # before forking: workers read its shared pid
+        guard = MemoryGuard(embedded, settings.embedded_max_rss_mb, settings.embedded_check_seconds).start()
     try:
         run = prepare(settings, uri, embedded=embedded is not None)
         asyncio.run(serve(settings, uri, where, run))
     finally:
-        if embedded is not None and not workers.is_worker():  # the parent owns the database
+        if embedded is not None and guard is not None and not workers.is_worker():  # the parent owns it
+            guard.stop()
             embedded.stop()
 
 

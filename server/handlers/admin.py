@@ -19,6 +19,7 @@ from typing import Any
 import tornado.web
 from tornado.web import create_signed_value, decode_signed_value
 
+from server import metrics
 from server.admin_store import AdminStore, check_limit, check_offset, check_search
 from server.config import Settings
 from server.handlers.base import JSONHandler
@@ -230,7 +231,8 @@ class PageHandler(AdminHandler):
         return str(ROOT / "templates")
 
     def get_template_namespace(self) -> dict[str, Any]:
-        return {**super().get_template_namespace(), "when": _when, "dumps": _dumps}
+        embedded = metrics.embedded_memory()  # None on a real MongoDB
+        return {**super().get_template_namespace(), "when": _when, "dumps": _dumps, "embedded": embedded}
 
     def login_page(self, message: str = "") -> None:
         self.set_status(401)
