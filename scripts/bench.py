@@ -14,6 +14,8 @@ embedded database in a temporary directory, plus a second one with
                    (on a fresh server: memory of closed connections is kept and reused)
   fan-out          L SSE listeners on one space, then pushes: push start to poke arrival
   connect-burst    L SSE connections opened at once: how many succeeded, were reset
+  soak             (only when named) minutes of pushes, pulls and SSE listeners coming and
+                   going: RSS slope per push of the server and of its embedded database
 
 Every scenario prints a table row; --json writes all results, --plot a PNG. Load is
 bounded in count and time and goes to loopback addresses only unless --allow-remote.
@@ -47,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import _bench_report as report  # noqa: E402
+import _bench_soak as soak  # noqa: E402
 from _bench_http import Connection, is_loopback, pull_body, push_body, split_url  # noqa: E402
 from _bench_load import raise_open_files_limit  # noqa: E402
 
@@ -55,6 +58,7 @@ from server.embedded import free_port  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_bench_load.py"
 SCENARIOS = ("push-single", "pull", "push-contention", "idle-capacity", "fan-out", "connect-burst")
+OPT_IN = ("soak",)  # run only when named in --scenarios
 WRITER_CPU_LIMIT = 0.8  # a load process busier than this may be the bottleneck
 
 
@@ -67,9 +71,12 @@ class Sizes:
     fanout_pushes: int = 20
     idle: int = 10_000
     burst: int = 10_000
+    soak: soak.SoakSizes = field(default_factory=soak.SoakSizes)
 
 
-QUICK = Sizes(writers=4, seconds=1.0, count=30, fanout=(20, 50), fanout_pushes=3, idle=100, burst=100)
+QUICK = Sizes(
+    writers=4, seconds=1.0, count=30, fanout=(20, 50), fanout_pushes=3, idle=100, burst=100, soak=soak.QUICK
+)
 
 
 # ---- the server under test
@@ -546,6 +553,7 @@ RUNNERS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "idle-capacity": idle_capacity,
     "fan-out": fan_out,
     "connect-burst": connect_burst,
+    "soak": soak.soak,
 }
 
 
@@ -576,7 +584,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {', '.join(SCENARIOS)} (default: all)",
+        help=f"comma-separated subset of {', '.join(SCENARIOS + OPT_IN)} (default: all but the last)",
     )
     what.add_argument("--quick", action="store_true", help="every scenario at a tiny size (a smoke test)")
     d = Sizes()
@@ -590,6 +598,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument("--fanout-pushes", type=int, help=f"fan-out: pushes per L (default {d.fanout_pushes})")
     what.add_argument("--idle", type=int, help=f"idle-capacity: listeners (default {d.idle})")
     what.add_argument("--burst", type=int, help=f"connect-burst: connections at once (default {d.burst})")
+    soak.add_arguments(what)
     how = parser.add_argument_group("how")
     how.add_argument(
         "--procs", type=int, default=4, help="load worker processes that hold SSE listeners (default 4)"
@@ -610,7 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS) - set(OPT_IN))
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)}")
     for name in ("url", "compare_url"):
@@ -638,6 +647,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "idle": args.idle,
         "burst": args.burst,
         "fanout": tuple(int(x) for x in args.fanout.split(",")) if args.fanout else None,
+        "soak": soak.sizes_from(args, args.quick),
     }
     return Sizes(**{**sizes.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -681,7 +691,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> Bench:
         "url": url,
         "server_started_here": server is not None,
         "server_flags": b.server_flags if server else None,
-        "sizes": {**sizes.__dict__, "fanout": list(sizes.fanout)},
+        "sizes": {**sizes.__dict__, "fanout": list(sizes.fanout), "soak": sizes.soak.__dict__},
         "load_processes": args.procs,
         "writer_processes": args.writer_procs,
         "python": platform.python_version(),
