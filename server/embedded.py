@@ -174,9 +174,17 @@ class EmbeddedMongo:
             raise RuntimeError("an in-memory database cannot be restarted: its data would be lost")
         if self.process is None:
             return
+        began = time.monotonic()
         self.stop()
+        stopped = time.monotonic()
         self.start(port=self.port)
         self._share(restarts=self.restarts + 1)
+        log.warning(
+            "embedded database restarted (pid %d): stopped in %.1fs, started in %.1fs",
+            self.pid,
+            stopped - began,
+            time.monotonic() - stopped,
+        )
 
     def _share(self, pid: int | None = None, restarts: int | None = None) -> None:
         old_pid, old_restarts = struct.unpack_from("ii", self._shared)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from server.embedded import EmbeddedMongo
 
@@ -95,7 +94,6 @@ class MemoryGuard:
                 )
                 self._warned = True
             return
-        started = time.monotonic()
         log.warning(
             "embedded database RSS %d MB > EMBEDDED_MAX_RSS_MB %d: restarting it",
             rss // MB,
@@ -103,9 +101,3 @@ class MemoryGuard:
         )
         self.db.restart()
         self._fresh_rss = self.db.rss_bytes()
-        log.warning(
-            "embedded database restarted in %.1fs (pid %s, %d MB)",
-            time.monotonic() - started,
-            self.db.pid,
-            (self._fresh_rss or 0) // MB,
-        )
