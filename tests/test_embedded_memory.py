@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,7 +27,7 @@ from server.memory_guard import MB, MemoryGuard, decide
 from server.pokes import PokeHub
 from server.store import Store
 from tests.helpers import Api, mutation
-from tests.live import LiveServer
+from tests.live import ROOT, LiveServer
 
 TOKEN = "admin-token-for-memory-" + "x" * 16
 
@@ -93,6 +96,29 @@ def test_a_bound_below_a_fresh_database_is_reported_not_looped(tmp_path):
             assert server.process.poll() is None and time.monotonic() < deadline, server.output
             time.sleep(0.05)
         assert child_pid(tmp_path) == pid and scrape(server.url)["replicache_embedded_db_restarts"] == 0
+
+
+def test_bench_soak_finds_the_database_and_fits_slopes(tmp_path):
+    """scripts/bench.py --scenarios soak, tiny: shapes and correctness, not speed."""
+    out = tmp_path / "soak.json"
+    bench = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--scenarios", "soak"]
+    run = subprocess.run(
+        [*bench, "--soak-seconds", "10", "--procs", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    soak = json.loads(out.read_text())["soak"]
+    assert soak["pushes"] > 0 and soak["pulls"] >= soak["pushes"] - soak["writers"]
+    assert soak["errors"] == 0, soak["error_detail"]
+    assert soak["listeners"].get("ok", 0) > 0
+    assert all(x["db_pid"] and x["db_kb"] > 10_000 and x["server_kb"] > 10_000 for x in soak["samples"])
+    for key in ("server_kb_per_push", "db_kb_per_push", "db_leak_kb_per_push"):
+        assert isinstance(soak[key], float), key
+    assert soak["db_restarts"] == 0
+    assert "soak (2 writers" in run.stdout
 
 
 def test_decide():
