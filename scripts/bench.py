@@ -16,6 +16,8 @@ embedded database in a temporary directory, plus a second one with
   connect-burst    L SSE connections opened at once: how many succeeded, were reset
   scale            createSpace, first push, first pull and the admin list on a fresh
                    database and on one holding N spaces (made directly): p50s and ratios
+  soak             (only when named) minutes of pushes, pulls and SSE listeners coming and
+                   going: RSS slope per push of the server and of its embedded database
 
 Every scenario prints a table row; --json writes all results, --plot a PNG. Load is
 bounded in count and time and goes to loopback addresses only unless --allow-remote.
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import _bench_report as report  # noqa: E402
+import _bench_soak as soak  # noqa: E402
 from _bench_http import Connection, is_loopback, pull_body, push_body, split_url  # noqa: E402
 from _bench_load import raise_open_files_limit  # noqa: E402
 from _bench_scale import scale  # noqa: E402
@@ -58,6 +61,7 @@ from server.embedded import free_port  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_bench_load.py"
 SCENARIOS = ("push-single", "pull", "push-contention", "idle-capacity", "fan-out", "connect-burst", "scale")
+OPT_IN = ("soak",)  # run only when named in --scenarios
 WRITER_CPU_LIMIT = 0.8  # a load process busier than this may be the bottleneck
 # Thousands of clients from one loopback address: lift the per-address caps of a server
 # started here (README Threat model). A --url server needs them lifted, or 0, too.
@@ -74,10 +78,19 @@ class Sizes:
     idle: int = 10_000
     burst: int = 10_000
     spaces: int = 20_000
+    soak: soak.SoakSizes = field(default_factory=soak.SoakSizes)
 
 
 QUICK = Sizes(
-    writers=4, seconds=1.0, count=30, fanout=(20, 50), fanout_pushes=3, idle=100, burst=100, spaces=200
+    writers=4,
+    seconds=1.0,
+    count=30,
+    fanout=(20, 50),
+    fanout_pushes=3,
+    idle=100,
+    burst=100,
+    spaces=200,
+    soak=soak.QUICK,
 )
 
 
@@ -558,6 +571,7 @@ RUNNERS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "fan-out": fan_out,
     "connect-burst": connect_burst,
     "scale": lambda b: scale(b, lambda data_dir, flags: ServerProcess(data_dir, flags).start()),
+    "soak": soak.soak,
 }
 
 
@@ -588,7 +602,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {', '.join(SCENARIOS)} (default: all)",
+        help=f"comma-separated subset of {', '.join(SCENARIOS + OPT_IN)} (default: all but the last)",
     )
     what.add_argument("--quick", action="store_true", help="every scenario at a tiny size (a smoke test)")
     d = Sizes()
@@ -605,6 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument(
         "--spaces", type=int, help=f"scale: spaces made before it measures (default {d.spaces})"
     )
+    soak.add_arguments(what)
     how = parser.add_argument_group("how")
     how.add_argument(
         "--procs", type=int, default=4, help="load worker processes that hold SSE listeners (default 4)"
@@ -625,7 +640,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS) - set(OPT_IN))
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)}")
     for name in ("url", "compare_url"):
@@ -654,6 +669,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "burst": args.burst,
         "spaces": args.spaces,
         "fanout": tuple(int(x) for x in args.fanout.split(",")) if args.fanout else None,
+        "soak": soak.sizes_from(args, args.quick),
     }
     return Sizes(**{**sizes.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -697,7 +713,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> Bench:
         "url": url,
         "server_started_here": server is not None,
         "server_flags": b.server_flags if server else None,
-        "sizes": {**sizes.__dict__, "fanout": list(sizes.fanout)},
+        "sizes": {**sizes.__dict__, "fanout": list(sizes.fanout), "soak": sizes.soak.__dict__},
         "load_processes": args.procs,
         "writer_processes": args.writer_procs,
         "python": platform.python_version(),

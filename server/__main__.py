@@ -13,10 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 import tornado.process
 from pymongo import AsyncMongoClient
 
-from server import logs, workers
+from server import logs, metrics, workers
 from server.app import SyncServer
 from server.config import Settings
 from server.embedded import EmbeddedMongo
+from server.memory_guard import MemoryGuard
 from server.mutators import Mutator
 from server.mutators import load as load_mutators
 from server.store import SchemaTooNew
@@ -81,20 +82,28 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup_logging(settings.log_level, [*secrets, *([password] if password else [])])
     log.info("open files limit: %d", raise_fd_limit())
     log.info("mutators: %s (%s)", ", ".join(sorted(mutators)) or "none", settings.mutators or "built-in")
-    embedded = None
+    embedded = guard = None
     if settings.mongodb_uri:
         uri, where = settings.mongodb_uri, redact(settings.mongodb_uri)
     else:
-        embedded = EmbeddedMongo(settings.data_dir)
+        embedded = EmbeddedMongo(
+            settings.data_dir,
+            cache_size=settings.embedded_cache_size,
+            oplog_max_entries=settings.embedded_oplog_max_entries,
+            oplog_retention_seconds=settings.embedded_oplog_retention_seconds,
+        )
         uri, where = embedded.start(), f"embedded at {embedded.data_dir}"
         logs.add_secret(embedded.password)
+        metrics.watch_embedded(embedded)  # before forking: workers read its shared pid
+        guard = MemoryGuard(embedded, settings.embedded_max_rss_mb, settings.embedded_check_seconds).start()
     try:
         run = prepare(settings, uri, embedded=embedded is not None)
         asyncio.run(serve(settings, uri, where, run, mutators))
     except SchemaTooNew as e:
         raise SystemExit(str(e)) from None
     finally:
-        if embedded is not None and not workers.is_worker():  # the parent owns the database
+        if embedded is not None and guard is not None and not workers.is_worker():  # the parent owns it
+            guard.stop()
             embedded.stop()
 
 

@@ -192,6 +192,24 @@ class Settings:
         "MAX_IMPORT_BYTES",
         "largest backup accepted by POST /admin/api/spaces/<id>/import (else 413); read as it arrives",
     )
+    embedded_cache_size: str = _opt(
+        "128M", "EMBEDDED_CACHE_SIZE", "WiredTiger cache of the embedded database (e.g. 128M, 1G)"
+    )
+    embedded_oplog_max_entries: int = _opt(
+        20000, "EMBEDDED_OPLOG_MAX_ENTRIES", "oplog entries the embedded database keeps (change streams)"
+    )
+    embedded_oplog_retention_seconds: float = _opt(
+        3600.0, "EMBEDDED_OPLOG_RETENTION_SECONDS", "oldest oplog entry the embedded database keeps, seconds"
+    )
+    embedded_max_rss_mb: float = _opt(
+        256.0,
+        "EMBEDDED_MAX_RSS_MB",
+        "restart the embedded database when its resident memory passes this (it grows ~5 KB per push;"
+        " see README); 0 = never",
+    )
+    embedded_check_seconds: float = _opt(
+        10.0, "EMBEDDED_CHECK_SECONDS", "how often the embedded database's memory (and life) is checked"
+    )
     processes: int = _opt(
         1, "PROCESSES", "worker processes sharing the port (0: one per CPU); more than 1 needs change streams"
     )

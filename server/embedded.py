@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 import os
 import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -78,16 +80,34 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedMongo:
-    """Start with start(), which returns the URI; stop() ends it cleanly."""
+    """Start with start(), which returns the URI; stop() ends it cleanly; restart() does
+    both on the same port, so clients reconnect to the same URI."""
 
-    def __init__(self, data_dir: str | None, host: str = "127.0.0.1") -> None:
-        """data_dir None: an in-memory database (tests)."""
+    def __init__(
+        self,
+        data_dir: str | None,
+        host: str = "127.0.0.1",
+        *,
+        cache_size: str = "",
+        oplog_max_entries: int = 0,
+        oplog_retention_seconds: float = 0.0,
+    ) -> None:
+        """data_dir None: an in-memory database (tests). Empty/zero bounds: secantus's own
+        defaults (a 1G cache, 100,000 oplog entries, one hour)."""
         self.data_dir = None if data_dir is None else Path(data_dir).resolve()
         self.host = host
+        self.bounds = {
+            "--cache-size": cache_size,
+            "--oplog-max-entries": oplog_max_entries,
+            "--oplog-retention-seconds": oplog_retention_seconds,
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.uri = ""
         self.password = ""  # made by the first start(); kept by later ones (the same URI)
+        # The child's pid and the restart count, in memory shared with forked workers
+        # (--processes N): the parent restarts the child, a worker's /metrics reads them.
+        self._shared = mmap.mmap(-1, 8)
 
     def start(self, timeout: float = 60.0, port: int | None = None) -> str:
         """port: reuse a known one (a restart that clients reconnect to); default a free one.
@@ -175,6 +195,7 @@ class EmbeddedMongo:
             # Measured cost: about 0.2 ms per commit.
             "--sync-on-commit",
             *(["--auth"] if auth else []),
+            *(str(x) for flag, value in self.bounds.items() if value for x in (flag, value)),
         ]
         self.process = subprocess.Popen(
             args,
@@ -185,6 +206,7 @@ class EmbeddedMongo:
             preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
         )
+        self._share(pid=self.process.pid)
         if self.data_dir is not None:
             log_file.close()
             pid_fd = os.open(self.data_dir / "secantusd.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -227,8 +249,60 @@ class EmbeddedMongo:
         _terminate(self.process.pid, self.host, self.port)
         self.process.wait()
         self.process = None
+        self._share(pid=0)
         if self.data_dir is not None:
             (self.data_dir / "secantusd.pid").unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        """Stop cleanly (every acknowledged commit is journaled) and start again on the
+        same data and port. Meanwhile the driver waits for the server to come back
+        (server selection) and retries transactions that the stop cut off."""
+        if self.data_dir is None:
+            raise RuntimeError("an in-memory database cannot be restarted: its data would be lost")
+        if self.process is None:
+            return
+        began = time.monotonic()
+        self.stop()
+        stopped = time.monotonic()
+        self.start(port=self.port)
+        self._share(restarts=self.restarts + 1)
+        log.warning(
+            "embedded database restarted (pid %d): stopped in %.1fs, started in %.1fs",
+            self.pid,
+            stopped - began,
+            time.monotonic() - stopped,
+        )
+
+    def _share(self, pid: int | None = None, restarts: int | None = None) -> None:
+        old_pid, old_restarts = struct.unpack_from("ii", self._shared)
+        new = (old_pid if pid is None else pid, old_restarts if restarts is None else restarts)
+        struct.pack_into("ii", self._shared, 0, *new)
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid, also in a forked worker and after a restart."""
+        return struct.unpack_from("i", self._shared)[0] or None
+
+    @property
+    def restarts(self) -> int:
+        return struct.unpack_from("ii", self._shared)[1]
+
+    def rss_bytes(self) -> int | None:
+        """The child's resident memory, from /proc; None when it is not running."""
+        return rss_bytes(self.pid)
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _is_secantus(pid: int) -> bool:

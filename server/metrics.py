@@ -11,9 +11,12 @@ import weakref
 from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from server.embedded import EmbeddedMongo
     from server.pokes import PokeHub
 
 disable_created_metrics()  # no *_created series: half the output, rarely used
@@ -58,6 +61,45 @@ SSE_SPACES.set_function(lambda: sum(hub.space_count() for hub in list(_hubs)))
 
 def watch_hub(hub: PokeHub) -> None:
     _hubs.add(hub)
+
+
+# The embedded database, when there is one: its RSS is read from /proc at scrape time
+# (in a worker too: the pid is shared, and follows restarts). Absent on a real MongoDB.
+_embedded: list[EmbeddedMongo] = []
+
+
+class _EmbeddedCollector(Collector):
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        memory = embedded_memory()
+        if memory is None:
+            return
+        if memory["rss_bytes"] is not None:
+            yield GaugeMetricFamily(
+                "replicache_embedded_db_rss_bytes",
+                "resident memory of the embedded database process (it grows with every transaction"
+                " until EMBEDDED_MAX_RSS_MB restarts it)",
+                value=memory["rss_bytes"],
+            )
+        yield GaugeMetricFamily(
+            "replicache_embedded_db_restarts",
+            "supervised restarts of the embedded database since the server started",
+            value=memory["restarts"],
+        )
+
+
+def watch_embedded(db: EmbeddedMongo) -> None:
+    _embedded[:] = [db]
+
+
+def embedded_memory() -> dict[str, int | None] | None:
+    """{"rss_bytes", "restarts"} of the embedded database; None when the server has none."""
+    if not _embedded:
+        return None
+    db = _embedded[0]
+    return {"rss_bytes": db.rss_bytes(), "restarts": db.restarts}
+
+
+REGISTRY.register(_EmbeddedCollector())
 
 
 def outcome(status: int) -> str:

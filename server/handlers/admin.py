@@ -20,6 +20,7 @@ from typing import Any
 import tornado.web
 from tornado.web import create_signed_value, decode_signed_value
 
+from server import metrics
 from server.admin_auth import AdminSessions, FailedAttempts, logout_token
 from server.config import Settings
 from server.handlers.base import JSONHandler, StaticHandler, count_refusal
@@ -284,7 +285,8 @@ class PageHandler(AdminHandler):
         return str(ROOT / "templates")
 
     def get_template_namespace(self) -> dict[str, Any]:
-        return {**super().get_template_namespace(), "when": _when, "dumps": _dumps}
+        embedded = metrics.embedded_memory()  # None on a real MongoDB
+        return {**super().get_template_namespace(), "when": _when, "dumps": _dumps, "embedded": embedded}
 
     def check_logout_csrf(self) -> None:
         """Logout's CSRF check: the X-Admin-Request header (scripts) or the form's token."""

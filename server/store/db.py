@@ -42,6 +42,10 @@ class Retry(Exception):
     """Raised inside a transaction to run it again with fresh reads."""
 
 
+class _CommitFailed(Exception):
+    """The commit was sent and failed: the transaction must not run again."""
+
+
 def duplicate_key(error: BulkWriteError) -> bool:
     """Another writer got there first: a head moved (see schema.bump) or a document was made."""
     return any(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
@@ -97,8 +101,12 @@ class Database:
 
     async def transaction(self, callback: Callable[[Any], Awaitable[T]]) -> T:
         """callback(session) in a snapshot transaction, committed journaled. Run again on a
-        write conflict, a transient error, or Retry; a duplicate key also means another
-        writer got there first. Bounded: a database that stays away ends it with its error."""
+        write conflict, a transient error, a lost connection (the embedded database being
+        restarted: the next attempt waits for it in server selection), or Retry; a duplicate
+        key also means another writer got there first. Never run again once the commit was
+        sent: a failed commit is retried as a commit, then raised (a push re-sent by its
+        client is skipped by lastMutationID if the commit did go through). Bounded: a
+        database that stays away ends it with its error."""
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 metrics.transaction_retry()
@@ -112,8 +120,13 @@ class Database:
                         if s.in_transaction:
                             await s.abort_transaction()
                         raise
-                    await _commit(s)
+                    try:
+                        await _commit(s)
+                    except PyMongoError as e:
+                        raise _CommitFailed from e
                     return result
+            except _CommitFailed as failed:
+                raise failed.__cause__ from None
             except Retry:
                 continue
             except BulkWriteError as e:
@@ -125,8 +138,10 @@ class Database:
             except ServerSelectionTimeoutError as e:
                 # Unreachable for the whole selection window: do not wait another round.
                 raise ServerSelectionTimeoutError(str(e)) from e
+            except ConnectionFailure:
+                continue
             except PyMongoError as e:
-                if not transient(e) or isinstance(e, ConnectionFailure) and attempt >= 2:
+                if not transient(e):
                     raise
                 metrics.transaction_conflict()
         raise OperationFailure(f"transaction did not commit after {MAX_ATTEMPTS} attempts", WRITE_CONFLICT)

@@ -72,10 +72,6 @@ class Outcome:
     owners: dict[str, Owner]
     outcomes: list[tuple[str, str]]  # (mutator name, applied|failed|skipped)
 
-    def version(self, space_id: str) -> int | None:
-        batch = self.batches[space_id]
-        return None if batch.state is None else batch.state.version
-
 
 class Pusher:
     def __init__(
