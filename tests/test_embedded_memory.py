@@ -60,9 +60,10 @@ def test_bounds_reach_the_child_and_its_rss_is_on_metrics_and_admin(tmp_path):
         metrics = scrape(server.url)
         actual = rss_bytes(pid)
         assert actual is not None and actual > 10 * MB
-        # The child's own RSS, not the server's: the two differ by tens of MB.
-        assert abs(metrics["replicache_embedded_db_rss_bytes"] - actual) < 0.2 * actual
-        assert abs(metrics["replicache_embedded_db_rss_bytes"] - rss_bytes(server.process.pid)) > 1 * MB
+        # The child's own RSS, not the server's (the two can be close: nearer the child's).
+        reported, server_rss = metrics["replicache_embedded_db_rss_bytes"], rss_bytes(server.process.pid)
+        assert abs(reported - actual) < 0.2 * actual
+        assert server_rss is not None and abs(reported - actual) <= abs(reported - server_rss)
         assert metrics["replicache_embedded_db_restarts"] == 0
         request = urllib.request.Request(server.url + "/admin", headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(request, timeout=30) as r:

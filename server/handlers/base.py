@@ -81,7 +81,7 @@ class JSONHandler(tornado.web.RequestHandler):
             self.set_status(error.status)
             body = error.body()
             count_refusal(error)
-        elif isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
+        elif database_unavailable(error):
             self.set_status(503)
             body = {"error": "DatabaseUnavailable", "message": "the database is not reachable; retry later"}
         elif isinstance(error, tornado.web.HTTPError):
@@ -98,10 +98,20 @@ class JSONHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, RequestError):
             return  # a client's mistake: the access log line has its error and message
-        if isinstance(value, (ServerSelectionTimeoutError, ConnectionFailure)):
+        if database_unavailable(value):
             log.warning("%s %s -> 503: %s", self.request.method, self.request.path, value)
         else:
             log_failure(self, typ, value, tb)
+
+
+def database_unavailable(error: Any) -> bool:
+    """The database is away or was (a restart): the client should retry (503), not a bug."""
+    if isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
+        return True
+    return isinstance(error, PyMongoError) and any(
+        error.has_error_label(label)
+        for label in ("TransientTransactionError", "UnknownTransactionCommitResult")
+    )
 
 
 class NotFoundHandler(JSONHandler):

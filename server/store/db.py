@@ -103,9 +103,9 @@ class Database:
         """callback(session) in a snapshot transaction, committed journaled. Run again on a
         write conflict, a transient error, a lost connection (the embedded database being
         restarted: the next attempt waits for it in server selection), or Retry; a duplicate
-        key also means another writer got there first. Never run again once the commit was
-        sent: a failed commit is retried as a commit, then raised (a push re-sent by its
-        client is skipped by lastMutationID if the commit did go through). Bounded: a
+        key also means another writer got there first. Never run again once a commit may
+        have gone through: an unknown commit result is retried as a commit, then raised (a
+        push re-sent by its client is skipped by lastMutationID if it did). Bounded: a
         database that stays away ends it with its error."""
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
@@ -123,6 +123,8 @@ class Database:
                     try:
                         await _commit(s)
                     except PyMongoError as e:
+                        if e.has_error_label("TransientTransactionError"):
+                            continue  # not committed (say, lost in a restart): safe to run again
                         raise _CommitFailed from e
                     return result
             except _CommitFailed as failed:
