@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 import signal
 import sys
@@ -51,9 +50,6 @@ async def serve(settings: Settings, uri: str, where: str, run: Run, mutators: di
     """One process: its own client, store, hub and watcher on the shared sockets."""
     client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
     sync = await SyncServer.start(settings, client, mutators=mutators, watch=run.watch)
-    if sync.watcher is not None:
-        # Test hook: a slow change stream, to show that no answer waits on it.
-        sync.watcher.delay = float(os.environ.get("REPLICACHE_TEST_WATCHER_DELAY", "0"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a signal then is graceful too

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -59,7 +60,9 @@ class Watcher:
         self.hub = hub
         self.store: Store | None = None
         self.token: Any = None  # the resume token of the last event or empty batch seen
-        self.delay = 0.0  # seconds each event waits before it is applied (tests: a slow stream)
+        # Test hook: seconds each event waits before it is applied (a slow change stream,
+        # to show that no answer waits on it).
+        self.delay = float(os.environ.get("REPLICACHE_TEST_WATCHER_DELAY", "0"))
         self._stream: Any = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
