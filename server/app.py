@@ -101,7 +101,7 @@ class SyncServer:
 def make_app(settings: Settings, store: Store, hub: PokeHub) -> tornado.web.Application:
     deps = {"store": store, "hub": hub, "config": settings}
     api = "/api/replicache"
-    metrics.watch_hub(hub)
+    metrics.watch_listeners(hub)
     ops = [
         ("/healthz", HealthzHandler, deps),
         ("/readyz", ReadyzHandler, deps),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Container, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from server.embedded import EmbeddedMongo
-    from server.pokes import PokeHub
 
 disable_created_metrics()  # no *_created series: half the output, rarely used
 
@@ -51,15 +50,25 @@ PUBLIC_DEMO = Counter(
 )
 DB_ERRORS = Counter("replicache_database_errors_total", "requests failed by a database error", ["type"])
 
-# Listener counts are read from the live PokeHubs at scrape time: nothing to keep in step.
-_hubs: weakref.WeakSet[PokeHub] = weakref.WeakSet()
+
+class Listeners(Protocol):
+    """What the SSE gauges read: a poke hub (server/pokes.py), known here by shape only."""
+
+    listeners: int
+
+    def space_count(self) -> int: ...
+
+
+# Listener counts are read from the live hubs at scrape time: nothing to keep in step.
+_hubs: weakref.WeakSet[Listeners] = weakref.WeakSet()
 SSE_LISTENERS = Gauge("replicache_sse_listeners", "open Server-Sent Events poke streams")
 SSE_LISTENERS.set_function(lambda: sum(hub.listeners for hub in list(_hubs)))
 SSE_SPACES = Gauge("replicache_sse_spaces", "spaces with at least one open poke stream")
 SSE_SPACES.set_function(lambda: sum(hub.space_count() for hub in list(_hubs)))
 
 
-def watch_hub(hub: PokeHub) -> None:
+def watch_listeners(hub: Listeners) -> None:
+    """Count hub's streams in the SSE gauges for as long as it lives."""
     _hubs.add(hub)
 
 
@@ -114,12 +123,12 @@ def request_done(endpoint: str, status: int, seconds: float) -> None:
     LATENCY.labels(endpoint, kind).observe(seconds)
 
 
-def batch_committed(pushes: int, outcomes: Iterable[tuple[str, str]], known: Container[str]) -> None:
+def batch_committed(pushes: int, outcomes: Iterable[tuple[str, str]], registered: Container[str]) -> None:
     """One group-commit transaction ended: its size and its mutations' (name, outcome).
-    Names not in `known` (the registered mutators) count as "unknown"."""
+    Names not registered (a client's own mutators, typos) count as "unknown"."""
     BATCH_SIZE.observe(pushes)
     for name, result in outcomes:
-        MUTATIONS.labels(name if name in known else "unknown", result).inc()
+        MUTATIONS.labels(name if name in registered else "unknown", result).inc()
 
 
 def transaction_retry() -> None:
