@@ -1,5 +1,5 @@
-"""Logging: one structured access-log line per request (logfmt or JSON), push/pull
-metrics, and the formatter every other line goes through.
+"""Logging: one structured access-log line per request (logfmt or JSON), and the
+formatter every other line goes through.
 
 The access log is the Tornado Application's log_function. It never logs bodies, cookies,
 Authorization headers or query strings; client-supplied values are cut short and escaped.
@@ -20,9 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tornado.web
-
-from server import metrics
-from server.handlers.replicache import PullHandler, PushHandler
 
 access_log = logging.getLogger("server.access")
 
@@ -78,9 +75,6 @@ def make_log_function(log_format: str) -> Any:
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
         status = handler.get_status()
-        if isinstance(handler, (PushHandler, PullHandler)):
-            endpoint = "push" if isinstance(handler, PushHandler) else "pull"
-            metrics.request_done(endpoint, status, handler.request.request_time())
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         if access_log.isEnabledFor(level):
             access_log.log(level, fmt(request_fields(handler)))

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from tornado.web import stream_request_body
 
+from server import metrics
 from server.auth import CreateAuth, SpaceAuth
 from server.handlers.base import JSONHandler
 from server.limits import LimitedBody, SmallBody, rate_limited
@@ -21,8 +22,21 @@ from server.protocol import (
 )
 
 
+class MeasuredHandler(JSONHandler):
+    """Push and pull: every answer counted and timed (replicache_requests_total,
+    replicache_request_seconds) by endpoint and outcome, once it is sent."""
+
+    endpoint: str
+
+    def on_finish(self) -> None:
+        metrics.request_done(self.endpoint, self.get_status(), self.request.request_time())
+        super().on_finish()
+
+
 @stream_request_body
-class PushHandler(SpaceAuth, LimitedBody, JSONHandler):
+class PushHandler(SpaceAuth, LimitedBody, MeasuredHandler):
+    endpoint = "push"
+
     async def post(self) -> None:
         space_id = self.space_id()
         body = push_body(self.json_body(strict=False))
@@ -36,7 +50,9 @@ class PushHandler(SpaceAuth, LimitedBody, JSONHandler):
 
 
 @stream_request_body
-class PullHandler(SpaceAuth, LimitedBody, JSONHandler):
+class PullHandler(SpaceAuth, LimitedBody, MeasuredHandler):
+    endpoint = "pull"
+
     async def post(self) -> None:
         space_id = self.space_id()
         body = json_object(self.json_body(), "pull")
