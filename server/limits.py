@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from server import metrics
 from server.connections import TrustedProxies, address_key
 from server.protocol import RequestError
+from server.rate_limiter import RateLimiter
 
 log = logging.getLogger(__name__)
 
-MAX_BUCKETS = 100_000
 # spaceExists and createSpace take {"spaceID": "<64 characters>"}: a few KB is plenty, and
 # a 5.2 MB body of escaped strings cost 0.45 s of event loop to parse (issue 18).
 SMALL_BODY_BYTES = 4096
@@ -182,41 +181,7 @@ class SmallBody(LimitedBody):
     max_body = SMALL_BODY_BYTES
 
 
-class PushLimiter:
-    """A token bucket per key: `burst` pushes at once, then `rate` per second."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self.clock = clock
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
-
-    def wait(self, key: Hashable) -> float:
-        """0 if a push may go now, else the seconds until one may; counts nothing."""
-        tokens, _ = self._refilled(key, self.clock())
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-
-    def take(self, key: Hashable) -> float:
-        """0 if a push may go now (and count it), else the seconds until one may."""
-        now = self.clock()
-        tokens, _ = self._refilled(key, now)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / self.rate
-        self._buckets.pop(key, None)
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > MAX_BUCKETS:  # the least recently seen bucket has refilled most
-            self._buckets.popitem(last=False)
-        return wait
-
-    def _refilled(self, key: Hashable, now: float) -> tuple[float, float]:
-        tokens, at = self._buckets.get(key, (float(self.burst), now))
-        return min(float(self.burst), tokens + (now - at) * self.rate), now
-
-
-def push_limiters(handler: Any) -> tuple[PushLimiter, PushLimiter] | None:
+def push_limiters(handler: Any) -> tuple[RateLimiter, RateLimiter] | None:
     """The application's limiters (per group, per requester); None when push_rate is 0."""
     config = handler.config
     if config.push_rate <= 0:
@@ -226,8 +191,8 @@ def push_limiters(handler: Any) -> tuple[PushLimiter, PushLimiter] | None:
         handler,
         "push_limiters",
         lambda: (
-            PushLimiter(config.push_rate, config.push_burst),
-            PushLimiter(config.push_rate * share, config.push_burst * share),
+            RateLimiter(config.push_rate, config.push_burst),
+            RateLimiter(config.push_rate * share, config.push_burst * share),
         ),
     )
 

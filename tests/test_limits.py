@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.limits import PushLimiter
+from server.rate_limiter import RateLimiter
 from tests.helpers import mutation
 
 pytestmark = pytest.mark.gen_test
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gen_test
 
 async def test_token_bucket():
     now = [100.0]
-    limiter = PushLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
     assert [limiter.take("g") for _ in range(3)] == [0, 0, 0]
     assert limiter.take("g") == pytest.approx(0.5)
     assert limiter.take("other") == 0  # buckets are per group

@@ -16,8 +16,8 @@ from typing import Any
 
 from server import metrics
 from server.auth.tokens import mint
-from server.limits import PushLimiter
 from server.protocol import RequestError
+from server.rate_limiter import RateLimiter
 
 USER_COOKIE = "counter_user"
 USER_ID = re.compile(r"[A-Za-z0-9_-]{16}")
@@ -50,7 +50,7 @@ class PublicDemo:
         self.secret = settings.auth_secret
         self.ttl = settings.demo_token_ttl
         rate = settings.demo_rate
-        self.limiter = PushLimiter(rate, settings.demo_burst) if rate > 0 else None
+        self.limiter = RateLimiter(rate, settings.demo_burst) if rate > 0 else None
 
     def admit(self, handler: Any, what: str) -> None:
         """One more space or token for this address, or 429."""
