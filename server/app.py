@@ -12,10 +12,10 @@ import tornado.web
 
 from server import client_expiry, connections, metrics
 from server import mutators as builtin
+from server.admin.routes import admin_routes
 from server.auth import AuthService
 from server.config import Settings
 from server.handlers import pages
-from server.handlers.admin import admin_routes
 from server.handlers.base import NotFoundHandler
 from server.handlers.ops import HealthzHandler, MetricsHandler, ReadyzHandler
 from server.handlers.poke import PokeHandler

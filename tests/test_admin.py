@@ -14,7 +14,7 @@ from playwright.async_api import async_playwright, expect
 from tornado.httpclient import HTTPResponse
 from tornado.web import create_signed_value
 
-from server.handlers.admin import COOKIE, cookie_secret
+from server.admin.base import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
 from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
-from server.admin_auth import AdminSessions
+from server.admin.sessions import AdminSessions
 from server.protocol import parse_pull, parse_push
 from server.store import Store, schema
 from tests.helpers import mutation

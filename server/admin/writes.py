@@ -19,8 +19,8 @@ from typing import Any
 
 from tornado.web import stream_request_body
 
+from server.admin.api import AdminAPIHandler
 from server.backup import BackupReader
-from server.handlers.admin import AdminAPIHandler
 from server.handlers.base import JSONHandler
 from server.limits import LimitedBody
 from server.protocol import (
@@ -52,8 +52,8 @@ class MutateAPI(AdminWriteAPI):
         name, args = body.get("name"), body.get("args")
         mutator = self.store.mutators.get(name) if isinstance(name, str) else None
         if mutator is None:
-            known = ", ".join(sorted(self.store.mutators)) or "none"
-            raise bad(f"unknown mutator {name!r}; this server has: {known}", "UnknownMutator")
+            registered = ", ".join(sorted(self.store.mutators)) or "none"
+            raise bad(f"unknown mutator {name!r}; this server has: {registered}", "UnknownMutator")
         problem = value_problem(args)
         if problem:
             raise bad(f"args: {problem}", "InvalidArgs")
