@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from server import metrics
 from server.connections import TrustedProxies, address_key
 from server.protocol import RequestError
 from server.rate_limiter import RateLimiter
@@ -197,15 +196,15 @@ def push_limiters(handler: Any) -> tuple[RateLimiter, RateLimiter] | None:
     )
 
 
-def rate_limited(handler: Any, user_id: str | None, client_group_id: str) -> bool:
-    """Answers 429 with Retry-After (and returns True) when the push is over a rate.
+def check_push_rate(handler: Any, user_id: str | None, client_group_id: str) -> None:
+    """429 RateLimited, with Retry-After, when the push is over a rate.
 
     Buckets: the client group, keyed by (user, group) so that no one's pushes count
     against another user's group; the user; and the client address, so that a fresh
     group id per push gains nothing. A push counts against all of them or none."""
     limiters = push_limiters(handler)
     if limiters is None:
-        return False
+        return
     group, requester = limiters
     buckets = [(group, (user_id, client_group_id))]
     if user_id is not None:
@@ -214,17 +213,15 @@ def rate_limited(handler: Any, user_id: str | None, client_group_id: str) -> boo
     if address is not None:
         buckets.append((requester, ("address", address)))
     wait = max(limiter.wait(key) for limiter, key in buckets)
-    if not wait:
-        for limiter, key in buckets:
-            limiter.take(key)
-        return False
-    metrics.request_refused("RateLimited")
-    handler.set_status(429)
-    handler.set_header("Retry-After", str(max(1, math.ceil(wait))))
-    handler.write_json(
-        {"error": "RateLimited", "message": f"too many pushes from this client; retry in {wait:.1f}s"}
-    )
-    return True
+    if wait:
+        raise RequestError(
+            429,
+            "RateLimited",
+            f"too many pushes from this client; retry in {wait:.1f}s",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    for limiter, key in buckets:
+        limiter.take(key)
 
 
 def note_forwarding(handler: Any) -> None:

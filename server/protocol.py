@@ -20,13 +20,15 @@ MAX_KEY_BYTES = 1024  # an entry key (it is part of a database index key)
 
 
 class RequestError(Exception):
-    """A client mistake or a refusal: becomes `status` with {"error", "message"}."""
+    """A client mistake or a refusal: becomes `status` with {"error", "message"}, and
+    `headers` on the answer (Retry-After)."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "message": self.message}

@@ -17,15 +17,21 @@ from server.admin.base import (
     check_limit,
     check_search,
 )
+from server.handlers.base import JSONHandler
 from server.handlers.poke import PokeHandler
 from server.protocol import RequestError, check_space_id, json_object
 
 
-class AdminAPIHandler(AdminHandler):
+class AdminAPIHandler(AdminHandler, JSONHandler):
     async def prepare(self) -> None:
         method = await self.auth_method()
         if method is None:
-            raise RequestError(401, "Unauthorized", "send Authorization: Bearer <admin token>")
+            raise RequestError(
+                401,
+                "Unauthorized",
+                "send Authorization: Bearer <admin token>",
+                headers={"WWW-Authenticate": 'Bearer realm="admin"'},
+            )
         if (
             method == "cookie"
             and self.request.method not in ("GET", "HEAD")
@@ -34,12 +40,6 @@ class AdminAPIHandler(AdminHandler):
             raise RequestError(
                 403, "Forbidden", f"cookie-authenticated writes need the {WRITE_HEADER} header"
             )
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, RequestError) and error.status == 401:  # send_error cleared headers
-            self.set_header("WWW-Authenticate", 'Bearer realm="admin"')
-        super().write_error(status_code, **kwargs)
 
 
 class SpacesAPI(AdminAPIHandler):

@@ -18,7 +18,7 @@ from tornado.web import create_signed_value, decode_signed_value
 from server.admin.lockout import FailedAttempts
 from server.admin.sessions import AdminSessions, logout_token
 from server.config import Settings
-from server.handlers.base import JSONHandler
+from server.handlers.base import BaseHandler
 from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id
@@ -63,7 +63,7 @@ def cookie_secret(token: str, configured: str) -> str:
     return configured or hmac.new(token.encode(), b"replicache admin cookie", hashlib.sha256).hexdigest()
 
 
-class AdminHandler(JSONHandler):
+class AdminHandler(BaseHandler):
     """Authentication and no CORS: the inspector is same-origin only."""
 
     session_id: str | None = None  # of a valid login cookie, once auth_method() found one

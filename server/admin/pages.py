@@ -24,7 +24,8 @@ from server.admin.base import (
 from server.admin.lockout import FailedAttempts
 from server.admin.sessions import AdminSessions, logout_token
 from server.config import Settings
-from server.handlers.base import StaticHandler, count_refusal
+from server.handlers.base import StaticHandler
+from server.handlers.errors import ErrorAnswer
 from server.pokes import PokeHub
 from server.protocol import RequestError
 from server.store import Store
@@ -70,15 +71,8 @@ class AdminPageHandler(AdminHandler):
         )
         self.render("login.html", message=message, css=LOGIN_CSS)
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, RequestError):
-            count_refusal(error)
-            self.error_body = error.body()
-            self.set_status(error.status)
-            self.render("error.html", status=error.status, message=error.message)
-        else:
-            super().write_error(status_code, **kwargs)
+    def write_answer(self, answer: ErrorAnswer) -> None:
+        self.render("error.html", status=answer.status, message=answer.message)
 
 
 class SpacesPage(AdminPageHandler):

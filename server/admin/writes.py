@@ -21,7 +21,6 @@ from tornado.web import stream_request_body
 
 from server.admin.api import AdminAPIHandler
 from server.backup import BackupReader
-from server.handlers.base import JSONHandler
 from server.limits import LimitedBody
 from server.protocol import (
     RequestError,
@@ -38,7 +37,7 @@ from server.store import Write
 class AdminWriteAPI(LimitedBody, AdminAPIHandler):
     async def prepare(self) -> None:
         await super().prepare()  # the token first, then the body limit
-        JSONHandler.prepare(self)  # shutting down: 503, like the sync endpoints
+        self.refuse_when_closing()  # shutting down: 503, like the sync endpoints
 
     async def commit(self, space_id: str, write: Write) -> None:
         self.write_json({"version": await self.store.write(space_id, write)})

@@ -1,36 +1,81 @@
-"""JSONHandler: CORS, JSON bodies, JSON errors; every API handler builds on it."""
+"""BaseHandler, which every handler of ours builds on, and JSONHandler for the API.
+
+BaseHandler: the handler's dependencies (store, hub, config), new work refused
+during shutdown, errors answered through the one mapping (handlers/errors.py) and logged
+without query strings. JSONHandler adds CORS and JSON bodies. The HTML pages have their
+own bases (HTMLHandler in handlers/pages.py, AdminPageHandler in server/admin/pages.py),
+which change only how an error answer is written.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from http import HTTPStatus
 from typing import Any
 
 import tornado.web
-from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
-from server import metrics
 from server.config import Settings
+from server.handlers.errors import ErrorAnswer, answer_for, count, database_unavailable
 from server.limits import note_forwarding
 from server.pokes import PokeHub
-from server.protocol import RequestError, bad, check_space_id, parse_json
+from server.protocol import RequestError, bad, check_space_id, parse_json, space_not_found
 from server.store import Store
 
 log = logging.getLogger(__name__)
 
-# Answers counted in replicache_refused_total: refusals of a request, not client mistakes.
-REFUSALS = {401, 413, 429, "ShuttingDown", "ServerBusy", "ServerFull"}
-
 ALLOW_HEADERS = "Content-Type, Authorization, X-Replicache-RequestID, Accept"
 
 
-class JSONHandler(tornado.web.RequestHandler):
+class BaseHandler(tornado.web.RequestHandler):
+    error_body: dict[str, Any] | None = None  # of an error answer, read by the access log
+
     def initialize(self, store: Store, hub: PokeHub, config: Settings) -> None:
         self.store = store
         self.hub = hub
         self.config = config
 
+    def prepare(self) -> None:
+        note_forwarding(self)
+        self.refuse_when_closing()
+
+    def refuse_when_closing(self) -> None:
+        """Shutting down: refuse new work, so draining the queued pushes comes to an end."""
+        if self.hub.closing:
+            raise RequestError(503, "ShuttingDown", "this server is shutting down; retry")
+
+    async def require_space(self, space_id: str) -> None:
+        """404 SpaceNotFound unless the space exists (for handlers that do not go through
+        a store call that checks it)."""
+        if not await self.store.space_exists(space_id):
+            raise space_not_found(space_id)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        answer = answer_for(error, status_code)
+        count(error)
+        if answer.status != status_code:  # else keep the reason Tornado set (an HTTPError's own)
+            self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        self.error_body = answer.body()
+        self.write_answer(answer)
+
+    def write_answer(self, answer: ErrorAnswer) -> None:
+        """An error answer as JSON; the page handlers write it as a page."""
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(answer.body()))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, RequestError):
+            return  # a client's mistake: the access log line has its error and message
+        if database_unavailable(value):
+            log.warning("%s %s -> 503: %s", self.request.method, self.request.path, value)
+        else:
+            log_failure(self, typ, value, tb)
+
+
+class JSONHandler(BaseHandler):
     def set_default_headers(self) -> None:
         # Vary on every answer, allowed or not: a cache must not hand one origin's
         # answer (with or without Access-Control-Allow-Origin) to another.
@@ -42,12 +87,6 @@ class JSONHandler(tornado.web.RequestHandler):
             origin = self.request.headers.get("Origin")
             if origin in allowed:
                 self.set_header("Access-Control-Allow-Origin", origin)
-
-    def prepare(self) -> None:
-        note_forwarding(self)
-        # Shutting down: refuse new work, so draining the queued pushes comes to an end.
-        if self.hub.closing:
-            raise RequestError(503, "ShuttingDown", "this server is shutting down; retry")
 
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
@@ -75,53 +114,10 @@ class JSONHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(value if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False))
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, RequestError):
-            self.set_status(error.status)
-            body = error.body()
-            count_refusal(error)
-        elif database_unavailable(error):
-            self.set_status(503)
-            body = {"error": "DatabaseUnavailable", "message": "the database is not reachable; retry later"}
-        elif isinstance(error, tornado.web.HTTPError):
-            reason = error.reason or HTTPStatus(status_code).phrase
-            body = {"error": reason.replace(" ", ""), "message": error.log_message or reason}
-        else:
-            body = {"error": "InternalError", "message": "internal server error"}
-        if isinstance(error, PyMongoError):
-            metrics.database_error(error)
-        self.error_body = body  # read by the access log
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, RequestError):
-            return  # a client's mistake: the access log line has its error and message
-        if database_unavailable(value):
-            log.warning("%s %s -> 503: %s", self.request.method, self.request.path, value)
-        else:
-            log_failure(self, typ, value, tb)
-
-
-def database_unavailable(error: Any) -> bool:
-    """The database is away or was (a restart): the client should retry (503), not a bug."""
-    if isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
-        return True
-    return isinstance(error, PyMongoError) and any(
-        error.has_error_label(label)
-        for label in ("TransientTransactionError", "UnknownTransactionCommitResult")
-    )
-
 
 class NotFoundHandler(JSONHandler):
     def prepare(self) -> None:
         raise RequestError(404, "NotFound", f"no route for {self.request.path}")
-
-
-def count_refusal(error: RequestError) -> None:
-    if error.status in REFUSALS or error.error in REFUSALS:
-        metrics.request_refused(error.error)
 
 
 def log_failure(handler: tornado.web.RequestHandler, typ: Any, value: Any, tb: Any) -> None:

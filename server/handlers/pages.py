@@ -16,13 +16,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import tornado.web
-from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from tornado.escape import xhtml_escape
 
 from server.auth import authorize, service_of
 from server.config import Settings
-from server.handlers.base import JSONHandler, StaticHandler, count_refusal
-from server.handlers.replicache import require_space
+from server.handlers.base import BaseHandler, JSONHandler, StaticHandler
+from server.handlers.errors import ErrorAnswer
 from server.pokes import PokeHub
 from server.protocol import RequestError, check_space_id
 from server.store import Store
@@ -81,10 +80,11 @@ class Bundle:
         return name in self._hashed
 
 
-class PageHandler(JSONHandler):
-    """HTML pages: same-origin only, never cached, errors as small HTML pages."""
+class CounterPageHandler(BaseHandler):
+    """The counter app's HTML pages: same-origin only, never cached, errors as small
+    HTML pages."""
 
-    def initialize(self, store: Store, hub: PokeHub, config: Settings, bundle: Bundle) -> None:
+    def initialize(self, store: Store, hub: PokeHub, config: Settings, bundle: Bundle) -> None:  # type: ignore[override]
         super().initialize(store, hub, config)
         self.bundle = bundle
 
@@ -101,18 +101,8 @@ class PageHandler(JSONHandler):
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.finish(body)
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, RequestError):
-            count_refusal(error)
-            self.set_status(error.status)
-            message = error.message
-        elif isinstance(error, (ServerSelectionTimeoutError, ConnectionFailure)):
-            self.set_status(503)
-            message = "The database is not reachable; try again in a moment."
-        else:
-            message = HTTPStatus(status_code).phrase
-        self.message_page(HTTPStatus(self.get_status()).phrase, message)
+    def write_answer(self, answer: ErrorAnswer) -> None:
+        self.message_page(HTTPStatus(answer.status).phrase, answer.message)
 
     def message_page(self, title: str, message: str) -> None:
         style = self.bundle.asset("style.css")
@@ -136,7 +126,7 @@ SIGN_IN_NEEDED = (
 )
 
 
-class NewSpaceHandler(PageHandler):
+class NewSpaceHandler(CounterPageHandler):
     """GET /: a new space, by createSpace's rules (with auth on: an any-space token),
     or for anyone (rate-limited) with --public-demo."""
 
@@ -158,7 +148,7 @@ class NewSpaceHandler(PageHandler):
         self.redirect(f"/space/{space_id}{query}", status=303)
 
 
-class SpacePageHandler(PageHandler):
+class SpacePageHandler(CounterPageHandler):
     async def get(self, raw_id: str) -> None:
         space_id = check_space_id(raw_id)
         if not await self.store.space_exists(space_id):
@@ -198,7 +188,7 @@ class SpaceAuthHandler(JSONHandler):
     async def get(self, raw_id: str) -> None:
         space_id = check_space_id(raw_id)
         self.set_header("Cache-Control", "no-store")
-        await require_space(self, space_id)
+        await self.require_space(space_id)
         demo = service_of(self).demo
         assert demo is not None  # routed only then
         self.write_json({"auth": demo.token(self, space_id)})

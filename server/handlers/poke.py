@@ -18,7 +18,6 @@ from tornado import httputil
 
 from server.auth import authorize
 from server.handlers.base import JSONHandler
-from server.handlers.replicache import require_space
 from server.limits import client_key, listener_counts
 from server.pokes import BEAT, Listener, hello_frame
 from server.protocol import RequestError
@@ -32,7 +31,7 @@ class PokeHandler(JSONHandler):
         space_id = self.space_id()
         await self.check_credentials(space_id)
         if not self.hub.listener_count(space_id):  # else a listener's check already found it
-            await require_space(self, space_id)
+            await self.require_space(space_id)
         self.check_caps(space_id)  # no await from here on until listen(): the caps hold
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache, no-transform")

@@ -9,7 +9,7 @@ from tornado.web import stream_request_body
 from server import metrics
 from server.auth import CreateAuth, SpaceAuth
 from server.handlers.base import JSONHandler
-from server.limits import LimitedBody, SmallBody, rate_limited
+from server.limits import LimitedBody, SmallBody, check_push_rate
 from server.protocol import (
     check_space_id,
     json_object,
@@ -17,7 +17,6 @@ from server.protocol import (
     parse_push,
     push_body,
     request_version,
-    space_not_found,
     version_not_supported,
 )
 
@@ -44,8 +43,7 @@ class PushHandler(SpaceAuth, LimitedBody, MeasuredHandler):
             self.write_json(version_not_supported("push"))
             return
         request = replace(parse_push(body), user_id=self.user_id)
-        if rate_limited(self, self.user_id, request.client_group_id):
-            return
+        check_push_rate(self, self.user_id, request.client_group_id)
         self.write_json(await self.store.push(space_id, request))
 
 
@@ -79,8 +77,3 @@ class SpaceExistsHandler(SmallBody, JSONHandler):
         body = json_object(self.json_body(), "spaceExists")
         space_id = check_space_id(body.get("spaceID"))
         self.write_json({"spaceExists": await self.store.space_exists(space_id)})
-
-
-async def require_space(handler: JSONHandler, space_id: str) -> None:
-    if not await handler.store.space_exists(space_id):
-        raise space_not_found(space_id)
