@@ -25,6 +25,7 @@ from server.handlers.replicache import (
     PushHandler,
     SpaceExistsHandler,
 )
+from server.lifecycle import Lifecycle
 from server.logs import make_log_function
 from server.mutators import Mutator
 from server.pokes import PokeHub
@@ -35,11 +36,13 @@ from server.watcher import Watcher
 @dataclass
 class SyncServer:
     """`app` serves every route; `store` is the one door to the data (store.write for your
-    backend's own writes); `hub` holds the poke listeners."""
+    backend's own writes); `hub` holds the poke listeners; `lifecycle` says whether the
+    server is shutting down (close() begins it)."""
 
     settings: Settings
     store: Store
     hub: PokeHub
+    lifecycle: Lifecycle
     app: tornado.web.Application
     watcher: Watcher | None = None
     expiry: asyncio.Task[None] | None = None
@@ -62,6 +65,7 @@ class SyncServer:
         own scripts with their own Store): poke for their commits through a change stream
         (a replica set), and answer every pull from the database."""
         hub = PokeHub()
+        lifecycle = Lifecycle()
         watcher = Watcher(hub) if watch else None
         store = Store(
             client,
@@ -79,7 +83,8 @@ class SyncServer:
         if watcher is not None:
             await watcher.open(store)  # before serving: no commit after this point is missed
             watcher.start()
-        return cls(settings, store, hub, make_app(settings, store, hub), watcher, expiry)
+        app = make_app(settings, store, hub, lifecycle)
+        return cls(settings, store, hub, lifecycle, app, watcher, expiry)
 
     def http_server(self, app: tornado.web.Application | None = None) -> connections.Server:
         """The hardened HTTP server (timeouts, per-address caps, trusted proxies: README
@@ -92,14 +97,21 @@ class SyncServer:
         tasks. Stop your HTTP server accepting before; close its connections after."""
         if self.expiry is not None:
             self.expiry.cancel()
-        await self.hub.close()  # end SSE streams with their last chunk
+        self.lifecycle.close()  # from now on new requests get 503 ShuttingDown
+        self.hub.wake_all()  # every SSE stream ends with its last chunk
+        await self.hub.emptied(timeout=10.0)
         await self.store.drain()  # let queued pushes commit and answer
         if self.watcher is not None:
             await self.watcher.close()
 
 
-def make_app(settings: Settings, store: Store, hub: PokeHub) -> tornado.web.Application:
-    deps = {"store": store, "hub": hub, "config": settings}
+def make_app(
+    settings: Settings, store: Store, hub: PokeHub, lifecycle: Lifecycle | None = None
+) -> tornado.web.Application:
+    """The routes. lifecycle: the one that SyncServer.close() closes; None: one that nobody
+    closes (an app that never shuts down, as in most tests)."""
+    lifecycle = Lifecycle() if lifecycle is None else lifecycle
+    deps = {"store": store, "hub": hub, "config": settings, "lifecycle": lifecycle}
     api = "/api/replicache"
     metrics.watch_listeners(hub)
     ops = [

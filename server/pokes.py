@@ -4,7 +4,7 @@ A space's entry exists only while it has listeners. A poke schedules one write o
 pre-encoded `poke` frame to every listener of the space on the next loop turn; pokes
 that arrive before it runs coalesce into it, and none after it is lost (each schedules
 the next). Handlers sleep on the space's Condition with the heartbeat as timeout and
-wake only to send a `beat` or, at shutdown, to end their stream.
+wake only to send a `beat` or, at shutdown (wake_all), to end their stream.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Listener:
 
 @dataclass
 class SpaceChannel:
-    # Notified only at shutdown; listeners wait on it with the heartbeat as timeout.
+    # Notified only at shutdown and when the space is deleted; listeners wait on it with
+    # the heartbeat as timeout.
     cond: Condition = field(default_factory=Condition)
     listeners: int = 0
     streams: set[Listener] = field(default_factory=set)
@@ -121,7 +122,6 @@ class PokeHub:
     def __init__(self) -> None:
         self._spaces: dict[str, SpaceChannel] = {}
         self.listeners = 0
-        self.closing = False
         self.reclaims = 0  # times memory was given back (observable in tests)
         self._peak = 0  # most listeners since the last reclaim
         self._reclaim_due = False
@@ -218,13 +218,12 @@ class PokeHub:
             channel.ended = True
             channel.cond.notify_all()
 
-    def close_all(self) -> None:
-        """Wake every listener; they end their streams (shutdown)."""
-        self.closing = True
+    def wake_all(self) -> None:
+        """Wake every listener now, not at its next heartbeat: at shutdown each one finds
+        the server closing (server/lifecycle.py) and ends its stream."""
         for channel in self._spaces.values():
             channel.cond.notify_all()
 
-    async def close(self, timeout: float = 10.0) -> bool:
-        """close_all, then wait for every stream to have ended; False on timeout."""
-        self.close_all()
+    async def emptied(self, timeout: float) -> bool:
+        """Wait until every stream has ended; False on timeout."""
         return await self.wait_until(lambda: self.listeners == 0, timeout)

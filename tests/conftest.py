@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from server.app import make_app
 from server.config import Settings
 from server.embedded import EmbeddedMongo
+from server.lifecycle import Lifecycle
 from server.pokes import PokeHub
 from server.store import Store
 from tests.helpers import Api
@@ -57,6 +58,12 @@ def hub() -> PokeHub:
 
 
 @pytest.fixture
+def lifecycle() -> Lifecycle:
+    """The app's: close() it to start a graceful stop (503 ShuttingDown from then on)."""
+    return Lifecycle()
+
+
+@pytest.fixture
 def store(io_loop, mongo_client, db_name, settings, hub) -> Store:
     store = Store(
         mongo_client,
@@ -72,8 +79,8 @@ def store(io_loop, mongo_client, db_name, settings, hub) -> Store:
 
 
 @pytest.fixture
-def app(settings, store, hub):
-    return make_app(settings, store, hub)
+def app(settings, store, hub, lifecycle):
+    return make_app(settings, store, hub, lifecycle)
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ ADMIN = "hostile-admin-token-" + "a" * 20
 
 
 @pytest.fixture
-def port(io_loop, settings, store, hub) -> Iterator[int]:
+def port(io_loop, settings, store, hub, lifecycle) -> Iterator[int]:
     """The app behind connections.Server on 127.0.0.1."""
     sock, port = tornado.testing.bind_unused_port()
-    server = connections.Server(make_app(settings, store, hub), settings)
+    server = connections.Server(make_app(settings, store, hub, lifecycle), settings)
     server.add_sockets([sock])
     yield port
     server.stop()
@@ -180,11 +180,11 @@ async def test_a_12_MB_push_reads_its_413_not_a_reset(port):
     assert (await raw.request(port, "GET", "/healthz")).status == 200
 
 
-async def test_an_answer_from_prepare_is_readable_before_a_big_body(port, hub):
+async def test_an_answer_from_prepare_is_readable_before_a_big_body(port, lifecycle):
     """Any early answer lingers, not only the 413: here 503 ShuttingDown (and, once auth
     is checked in prepare, 401) to a 12 MB push."""
     space = await create_space(port)
-    await hub.close()
+    lifecycle.close()
     body = json.dumps({**push_body("g", "c"), "pad": "x" * 12_000_000}).encode()
     headers = {"Content-Type": "application/json"}
     status, answer = await asyncio.to_thread(
@@ -384,7 +384,7 @@ async def poke(port: int, space: str, token: str) -> tuple[int, asyncio.StreamWr
 
 
 @pytest.mark.parametrize("settings", [CAPS], indirect=True)
-async def test_each_refusal_is_counted(port, hub):
+async def test_each_refusal_is_counted(port, hub, lifecycle):
     before = refused()
     token = mint(SECRET, "*", "u")
     auth = {"Authorization": token}
@@ -400,7 +400,9 @@ async def test_each_refusal_is_counted(port, hub):
     assert status == 200
     status, second = await poke(port, space, token)
     assert status == 429
-    await hub.close()
+    lifecycle.close()  # a graceful stop, as SyncServer.close() does it
+    hub.wake_all()
+    assert await hub.emptied(timeout=5)
     assert (await raw.request(port, "POST", path, push_body("g", "c", 3), auth)).status == 503
     after = refused()
     assert {reason: after[reason] - before[reason] for reason in after} == dict.fromkeys(after, 1.0)

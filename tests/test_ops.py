@@ -227,8 +227,8 @@ def error_types(after: Samples, before: Samples) -> dict[str, float]:
     return grown
 
 
-async def test_readyz_during_shutdown(hub, http_client, base_url):
-    hub.close_all()  # what a graceful stop does first
+async def test_readyz_during_shutdown(lifecycle, http_client, base_url):
+    lifecycle.close()  # what a graceful stop does first
     r = await http_client.fetch(base_url + "/readyz", raise_error=False)
     assert r.code == 503 and json.loads(r.body)["error"] == "ShuttingDown"
 

@@ -113,8 +113,10 @@ def test_bundle_follows_rebuilds(tmp_path):
     assert bundle.page() is None
 
 
-async def test_space_page_before_the_client_is_built_is_a_503(http_client, store, hub, settings, tmp_path):
-    deps = {"store": store, "hub": hub, "config": settings}
+async def test_space_page_before_the_client_is_built_is_a_503(
+    http_client, store, hub, settings, lifecycle, tmp_path
+):
+    deps = {"store": store, "hub": hub, "config": settings, "lifecycle": lifecycle}
     server = tornado.httpserver.HTTPServer(tornado.web.Application(routes(deps, dist=tmp_path)))
     sock, port = tornado.testing.bind_unused_port()
     server.add_sockets([sock])

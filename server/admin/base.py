@@ -19,6 +19,7 @@ from server.admin.lockout import FailedAttempts
 from server.admin.sessions import AdminSessions, logout_token
 from server.config import Settings
 from server.handlers.base import BaseHandler
+from server.lifecycle import Lifecycle
 from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id
@@ -73,10 +74,11 @@ class AdminHandler(BaseHandler):
         store: Store,
         hub: PokeHub,
         config: Settings,
+        lifecycle: Lifecycle,
         attempts: FailedAttempts,
         sessions: AdminSessions,
     ) -> None:
-        super().initialize(store, hub, config)
+        super().initialize(store, hub, config, lifecycle)
         self.attempts = attempts
         self.sessions = sessions
 

@@ -26,6 +26,7 @@ from server.admin.sessions import AdminSessions, logout_token
 from server.config import Settings
 from server.handlers.base import StaticHandler
 from server.handlers.errors import ErrorAnswer
+from server.lifecycle import Lifecycle
 from server.pokes import PokeHub
 from server.protocol import RequestError
 from server.store import Store
@@ -132,11 +133,12 @@ class StaticFiles(AdminHandler, StaticHandler):
         store: Store,
         hub: PokeHub,
         config: Settings,
+        lifecycle: Lifecycle,
         attempts: FailedAttempts,
         sessions: AdminSessions,
         path: str,
     ) -> None:
-        AdminHandler.initialize(self, store, hub, config, attempts, sessions)
+        AdminHandler.initialize(self, store, hub, config, lifecycle, attempts, sessions)
         StaticHandler.initialize(self, path)
 
     async def prepare(self) -> None:

@@ -1,6 +1,6 @@
 """BaseHandler, which every handler of ours builds on, and JSONHandler for the API.
 
-BaseHandler: the handler's dependencies (store, hub, config), new work refused
+BaseHandler: the handler's dependencies (store, hub, config, lifecycle), new work refused
 during shutdown, errors answered through the one mapping (handlers/errors.py) and logged
 without query strings. JSONHandler adds CORS and JSON bodies. The HTML pages have their
 own bases (HTMLHandler in handlers/pages.py, AdminPageHandler in server/admin/pages.py),
@@ -17,6 +17,7 @@ import tornado.web
 
 from server.config import Settings
 from server.handlers.errors import ErrorAnswer, answer_for, count, database_unavailable
+from server.lifecycle import Lifecycle
 from server.limits import note_forwarding
 from server.pokes import PokeHub
 from server.protocol import RequestError, bad, check_space_id, parse_json, space_not_found
@@ -30,10 +31,11 @@ ALLOW_HEADERS = "Content-Type, Authorization, X-Replicache-RequestID, Accept"
 class BaseHandler(tornado.web.RequestHandler):
     error_body: dict[str, Any] | None = None  # of an error answer, read by the access log
 
-    def initialize(self, store: Store, hub: PokeHub, config: Settings) -> None:
+    def initialize(self, store: Store, hub: PokeHub, config: Settings, lifecycle: Lifecycle) -> None:
         self.store = store
         self.hub = hub
         self.config = config
+        self.lifecycle = lifecycle
 
     def prepare(self) -> None:
         note_forwarding(self)
@@ -41,7 +43,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def refuse_when_closing(self) -> None:
         """Shutting down: refuse new work, so draining the queued pushes comes to an end."""
-        if self.hub.closing:
+        if self.lifecycle.closing:
             raise RequestError(503, "ShuttingDown", "this server is shutting down; retry")
 
     async def require_space(self, space_id: str) -> None:

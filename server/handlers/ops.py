@@ -32,7 +32,7 @@ class HealthzHandler(OpsHandler):
 class ReadyzHandler(OpsHandler):
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        if self.hub.closing:
+        if self.lifecycle.closing:
             self._unready("ShuttingDown", "the server is shutting down")
             return
         try:

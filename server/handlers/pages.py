@@ -22,6 +22,7 @@ from server.auth import authorize, service_of
 from server.config import Settings
 from server.handlers.base import BaseHandler, JSONHandler, StaticHandler
 from server.handlers.errors import ErrorAnswer
+from server.lifecycle import Lifecycle
 from server.pokes import PokeHub
 from server.protocol import RequestError, check_space_id
 from server.store import Store
@@ -84,8 +85,10 @@ class CounterPageHandler(BaseHandler):
     """The counter app's HTML pages: same-origin only, never cached, errors as small
     HTML pages."""
 
-    def initialize(self, store: Store, hub: PokeHub, config: Settings, bundle: Bundle) -> None:  # type: ignore[override]
-        super().initialize(store, hub, config)
+    def initialize(  # type: ignore[override]
+        self, store: Store, hub: PokeHub, config: Settings, lifecycle: Lifecycle, bundle: Bundle
+    ) -> None:
+        super().initialize(store, hub, config, lifecycle)
         self.bundle = bundle
 
     def set_default_headers(self) -> None:

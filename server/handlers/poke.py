@@ -56,7 +56,7 @@ class PokeHandler(JSONHandler):
             # response headers (finish() consults them only if they were never written).
             self.ui = None  # type: ignore[assignment]
             self._headers = httputil.HTTPHeaders()
-            while not self.hub.closing and not channel.ended:
+            while not self.lifecycle.closing and not channel.ended:
                 self._wait = channel.cond.wait(timeout=heartbeat)
                 try:
                     notified = await self._wait
