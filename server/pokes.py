@@ -4,7 +4,8 @@ A space's entry exists only while it has listeners. A poke schedules one write o
 pre-encoded `poke` frame to every listener of the space on the next loop turn; pokes
 that arrive before it runs coalesce into it, and none after it is lost (each schedules
 the next). Handlers sleep on the space's Condition with the heartbeat as timeout and
-wake only to send a `beat` or, at shutdown (wake_all), to end their stream.
+wake only to send a `beat` or, at shutdown (wake_all), to end their stream. How a frame
+reaches a listener's socket: server/sse_fastpath.py.
 """
 
 from __future__ import annotations
@@ -17,24 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamBufferFullError
 from tornado.locks import Condition
 
 from server import metrics
+from server.sse_fastpath import Listener, frame
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """An SSE frame encoded once: as is, and as one HTTP/1.1 chunk."""
-
-    raw: bytes
-    chunk: bytes
-
-
-def frame(text: bytes) -> Frame:
-    return Frame(text, b"%x\r\n%s\r\n" % (len(text), text))
 
 
 # After this many listeners left (and at least half of the peak), give memory back.
@@ -58,36 +47,6 @@ BEAT = frame(b"data: beat\n\n")
 def hello_frame() -> bytes:
     # A random reconnect delay so a restart does not bring every browser back at once.
     return b"retry: %d\ndata: hello\n\n" % random.randint(1000, 5000)
-
-
-@dataclass(eq=False, slots=True)
-class Listener:
-    """One SSE connection, written to by the hub without waking its handler."""
-
-    stream: IOStream
-    chunked: bool  # Tornado frames the body in chunks for HTTP/1.1 requests
-
-    def send(self, frame: Frame) -> None:
-        data = frame.chunk if self.chunked else frame.raw
-        stream = self.stream
-        if stream.closed():
-            return
-        try:
-            if not stream.writing() and type(stream) is IOStream:
-                # Nothing queued: straight into the kernel buffer, one syscall, no future.
-                try:
-                    sent = stream.socket.send(data)
-                except BlockingIOError:
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            stream.write(data)  # behind what is queued; capped at max_write_buffer_size
-        except StreamBufferFullError:
-            log.info("dropping a stuck poke listener")
-            stream.close()
-        except OSError:  # the peer is gone
-            stream.close()
 
 
 @dataclass

@@ -4,23 +4,23 @@ Each listener is a coroutine asleep on its space's Condition (heartbeat as timeo
 pokes are written to its connection by the hub (server/pokes.py) without waking it.
 Writes are never awaited: a frame goes into the connection's buffers, whose size is
 capped (poke_buffer_bytes), so a client that stops reading fills its own buffer and is
-dropped, and never holds up anyone else.
+dropped, and never holds up anyone else. What the stream does behind Tornado's back to
+stay small and fast: server/sse_fastpath.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import timedelta
 from typing import Any
 
-from tornado import httputil
-
+from server import sse_fastpath
 from server.auth import authorize
 from server.handlers.base import JSONHandler
 from server.limits import client_key, listener_counts
-from server.pokes import BEAT, Listener, hello_frame
+from server.pokes import BEAT, hello_frame
 from server.protocol import RequestError
+from server.sse_fastpath import Listener
 
 
 class PokeHandler(JSONHandler):
@@ -38,24 +38,15 @@ class PokeHandler(JSONHandler):
         self.set_header("X-Accel-Buffering", "no")
         heartbeat = timedelta(seconds=self.config.heartbeat_seconds)
         stream = self.request.connection.stream  # type: ignore[attr-defined]
-        listener = Listener(stream, chunked=self.request.version == "HTTP/1.1")
+        listener = Listener(stream, chunked=sse_fastpath.is_chunked(self))
         address = client_key(self)
         with self.hub.listen(space_id, listener) as channel, listener_counts(self).hold(address):
             self.write(hello_frame())
             self.flush()
             if stream.closed():  # the client hung up before its stream began
                 return
-            # Bounded buffers, so a client that stops reading is found out and dropped:
-            # a fixed kernel send buffer (no autotuning up to megabytes) and a capped
-            # IOStream buffer, which raises StreamBufferFullError once that much is unsent.
-            limit = self.config.poke_buffer_bytes
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
-            stream.max_write_buffer_size = limit
-            # Thousands of idle listeners should not each keep what a stream no longer
-            # uses: template helpers (bound methods per handler) and, once sent, the
-            # response headers (finish() consults them only if they were never written).
-            self.ui = None  # type: ignore[assignment]
-            self._headers = httputil.HTTPHeaders()
+            sse_fastpath.bound_buffers(stream, self.config.poke_buffer_bytes)
+            sse_fastpath.slim_idle_handler(self)  # the headers are sent
             while not self.lifecycle.closing and not channel.ended:
                 self._wait = channel.cond.wait(timeout=heartbeat)
                 try:
@@ -67,7 +58,7 @@ class PokeHandler(JSONHandler):
                     return
                 if not notified:
                     listener.send(BEAT)
-        stream.max_write_buffer_size = None  # the stream's last 5 bytes always fit
+        sse_fastpath.unbound_buffers(stream)
         self.finish()  # shutdown or a deleted space: a clean end of the chunked stream
 
     async def check_credentials(self, space_id: str) -> None:
@@ -94,10 +85,7 @@ class PokeHandler(JSONHandler):
 
     def on_connection_close(self) -> None:
         self._closed = True
-        # The stream keeps the error that closed it (a reset, mostly), whose traceback
-        # holds the stream's frames: a cycle only the garbage collector would break, so a
-        # thousand hung-up listeners would keep their memory until its next full pass.
-        self.request.connection.stream.error = None  # type: ignore[attr-defined]
+        sse_fastpath.forget_close_error(self.request.connection.stream)  # type: ignore[attr-defined]
         if self._wait is not None:
             self._wait.cancel()
         super().on_connection_close()
