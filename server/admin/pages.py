@@ -21,15 +21,10 @@ from server.admin.base import (
     check_cursor,
     check_search,
 )
-from server.admin.lockout import FailedAttempts
-from server.admin.sessions import AdminSessions, logout_token
-from server.config import Settings
+from server.admin.sessions import logout_token
 from server.handlers.base import StaticHandler
 from server.handlers.errors import ErrorAnswer
-from server.lifecycle import Lifecycle
-from server.pokes import PokeHub
 from server.protocol import RequestError
-from server.store import Store
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -128,17 +123,8 @@ class LogoutPage(AdminPageHandler):
 class StaticFiles(AdminHandler, StaticHandler):
     """/admin/static/: the pages' script and styles, for a logged-in admin only."""
 
-    def initialize(  # type: ignore[override]
-        self,
-        store: Store,
-        hub: PokeHub,
-        config: Settings,
-        lifecycle: Lifecycle,
-        attempts: FailedAttempts,
-        sessions: AdminSessions,
-        path: str,
-    ) -> None:
-        AdminHandler.initialize(self, store, hub, config, lifecycle, attempts, sessions)
+    def initialize(self, path: str, **deps: Any) -> None:  # type: ignore[override]
+        AdminHandler.initialize(self, **deps)
         StaticHandler.initialize(self, path)
 
     async def prepare(self) -> None:
