@@ -16,8 +16,8 @@ from server.config import Settings
 from server.embedded import EmbeddedMongo
 from server.pokes import PokeHub
 from server.store import Store
+from server.testing import ROOT, LiveServer
 from tests.helpers import Api
-from tests.live import ROOT, LiveServer
 
 _db_names = itertools.count()
 

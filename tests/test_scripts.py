@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from server.testing import ROOT
 from tests.helpers import mutation, uid
-from tests.live import ROOT
 
 SEED = str(ROOT / "scripts" / "seed_spaces.py")
 BENCH = str(ROOT / "scripts" / "bench.py")
