@@ -156,7 +156,7 @@ class Load:
                     return
                 await sse.wait_for("hello", self.timeout)
             self.listeners["ok"] += 1
-            try:  # pokes are read (and dropped) while it stays
+            try:  # while it stays, pokes arrive (queued, never read)
                 ended = await sse.closed(timeout=hold)
             except TimeoutError:
                 return

@@ -1,4 +1,5 @@
-"""A small client for the HTTP API, shaped like the real Replicache client's requests."""
+"""Test-only helpers: a small client for the HTTP API (bodies from server.testing, shaped
+like the real Replicache client's), database snapshots, Chromium's flags."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from urllib.parse import quote
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from server.testing import mutation, pull_body, push_body, raise_open_files
+from server.testing import mutation as mutation  # re-exported: most tests import it from here
+from server.testing import pull_body, push_body, raise_open_files
 from tests.snapshot import Snapshot, snapshot
-
-__all__ = ["mutation"]  # re-exported: most tests build their mutations with it
 
 
 async def database_state(store: Any) -> Snapshot:
