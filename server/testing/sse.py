@@ -6,7 +6,7 @@ time it arrived) without waking a task. It decodes the chunked body itself, so a
 tell a clean end of stream (the last chunk, then EOF) from a reset.
 
 A test reads events in order with `frame()`, `data()` and `wait_for()`; a load generator
-subclasses it and overrides `on_frame` to keep only what it counts.
+subclasses it and overrides `on_event` to keep only what it counts.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class SSE(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.headers: dict[str, str] = {}
+        self.chunked = False  # the body is a stream (else: a refusal with a Content-Length)
         self.ended = False  # the terminating chunk arrived
         self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
@@ -80,23 +81,46 @@ class SSE(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
+        # The hot path of a load worker: a poke is one chunk holding one event, for each of
+        # thousands of listeners in turn, and what this costs delays the next listener's
+        # timestamp. So a whole chunk of whole events, nothing left over, takes a short cut
+        # (measured per poke on a bench listener: ~0.6 us, ~1.1 us without it, ~0.4 us counting
+        # b"data: poke" in the raw bytes as the bench's own listener did).
         at = time.monotonic()
-        self._raw += data
-        if not self.head.done() and not self._read_head():
-            return
-        if self.headers.get("transfer-encoding") != "chunked":
-            self._body += self._raw  # a refusal: JSON with a Content-Length
+        if self.chunked and not self._raw and not self._body and data.endswith(b"\n\n\r\n"):
+            line = data.find(b"\r\n")
+            if len(data) == line + 4 + int(data[:line], 16):
+                for event in data[line + 2 : -4].split(b"\n\n"):
+                    self.on_event(event, at)
+                return
+        self._receive(data, at)
+
+    def _receive(self, data: bytes, at: float) -> None:
+        raw = self._raw + data
+        if not self.head.done():
+            raw = self._read_head(raw)
+            if raw is None:
+                return
+        if not self.chunked:
+            self._body += raw  # a refusal: JSON with a Content-Length
             self._raw = b""
             self._wake()
             return
-        self._read_chunks()
-        while b"\n\n" in self._body:
-            raw, self._body = self._body.split(b"\n\n", 1)
-            fields = {}
-            for line in raw.decode().split("\n"):
-                name, _, value = line.partition(":")
-                fields[name] = value.strip()
-            self.on_frame(fields, at)
+        body = self._body
+        while not self.ended and (line := raw.find(b"\r\n")) >= 0:
+            size = int(raw[:line], 16)  # Tornado sends no chunk extensions
+            end = line + 4 + size
+            if len(raw) < end:
+                break
+            body += raw[line + 2 : end - 2]
+            raw = raw[end:]
+            if size == 0:
+                self.ended = True
+                self._wake()
+        self._raw = raw
+        *events, self._body = body.split(b"\n\n")
+        for event in events:
+            self.on_event(event, at)
 
     def eof_received(self) -> None:
         return None  # close: connection_lost(None) tells a clean end from a reset
@@ -108,40 +132,32 @@ class SSE(asyncio.Protocol):
             self.lost.set_result(exc)
         self._wake()
 
-    def _read_head(self) -> bool:
-        end = self._raw.find(b"\r\n\r\n")
+    def _read_head(self, raw: bytes) -> bytes | None:
+        """Parse the response head; what follows it, or None while it is incomplete."""
+        end = raw.find(b"\r\n\r\n")
         if end < 0:
-            return False
-        lines = self._raw[:end].decode("latin1").split("\r\n")
-        self._raw = self._raw[end + 4 :]
+            self._raw = raw
+            return None
+        lines = raw[:end].decode("latin1").split("\r\n")
         self.status = int(lines[0].split()[1])
         for line in lines[1:]:
             if line:
                 name, _, value = line.partition(":")
                 self.headers[name.strip().lower()] = value.strip()
+        self.chunked = self.headers.get("transfer-encoding") == "chunked"
         self.head.set_result(None)
-        return True
-
-    def _read_chunks(self) -> None:
-        while not self.ended:
-            line = self._raw.find(b"\r\n")
-            if line < 0:
-                return
-            size = int(self._raw[:line].split(b";")[0], 16)
-            end = line + 2 + size + 2
-            if len(self._raw) < end:
-                return
-            self._body += self._raw[line + 2 : end - 2]
-            self._raw = self._raw[end:]
-            if size == 0:
-                self.ended = True
-                self._wake()
+        return raw[end + 4 :]
 
     # ---- events
 
-    def on_frame(self, fields: dict[str, str], at: float) -> None:
-        """Each event as it arrives ({field: value}; at: its time.monotonic()). Queued here
-        for frame(); a load generator overrides this to keep only what it counts."""
+    def on_event(self, event: bytes, at: float) -> None:
+        """Each event as it arrives (its lines, e.g. b"data: poke"; at: its time.monotonic()).
+        Queued here as {field: value} for frame(); a load generator overrides this to keep
+        only what it counts."""
+        fields = {}
+        for line in event.decode().split("\n"):
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
         self._frames.append(fields)
         self._wake()
 
