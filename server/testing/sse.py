@@ -44,6 +44,7 @@ class SSE(asyncio.Protocol):
         self.chunked = False  # the body is a stream (else: a refusal with a Content-Length)
         self.ended = False  # the terminating chunk arrived
         self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if given up on
         self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self._raw = b""  # received, not yet decoded (the head, chunk framing)
         self._body = b""  # decoded body, not yet split into frames
