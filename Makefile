@@ -14,14 +14,16 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# The counter app (client/): npm ci when node_modules is missing or the lock file is
-# newer; esbuild to static/dist/ when a source is newer than the manifest it writes last.
+# The counter app (its sources in static/): npm ci when node_modules is missing or the lock
+# file is newer; esbuild to static/dist/ when a source is newer than the manifest it writes last.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-static/dist/manifest.json: node_modules/.installed $(wildcard client/*)
-	node client/build.mjs
+APP_SOURCES := $(wildcard static/*.html static/*.js static/*.mjs static/*.css)
+
+static/dist/manifest.json: node_modules/.installed $(APP_SOURCES)
+	node static/build.mjs
 
 client: static/dist/manifest.json
 

@@ -13,6 +13,8 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from server.testing import mutation, pull_body, push_body
+
 
 def split_url(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
@@ -100,20 +102,10 @@ class Connection:
         self._reader = self._writer = None
 
 
-def push_body(group: str, client: str, mutation_id: int, name: str = "increment", args: Any = 1) -> bytes:
-    """One push with one mutation, shaped like the replicache client's."""
-    mutation = {"id": mutation_id, "name": name, "args": args, "timestamp": 1.0, "clientID": client}
-    body = {
-        "profileID": "bench",
-        "clientGroupID": group,
-        "mutations": [mutation],
-        "pushVersion": 1,
-        "schemaVersion": "",
-    }
-    return json.dumps(body).encode()
+def push_bytes(group: str, client: str, mutation_id: int) -> bytes:
+    """One push of one increment, encoded (server.testing.push_body)."""
+    return json.dumps(push_body(group, [mutation(mutation_id, client)], profile="bench")).encode()
 
 
-def pull_body(group: str, cookie: Any) -> bytes:
-    body = {"profileID": "bench", "clientGroupID": group, "cookie": cookie, "pullVersion": 1}
-    body["schemaVersion"] = ""
-    return json.dumps(body).encode()
+def pull_bytes(group: str, cookie: Any) -> bytes:
+    return json.dumps(pull_body(group, cookie, profile="bench")).encode()

@@ -16,6 +16,7 @@ Commands:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import socket
@@ -23,24 +24,15 @@ import struct
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_http import Connection, push_bytes, split_url
 
-from _bench_http import Connection, push_body, split_url  # noqa: E402
+from server.testing import SSE, raise_open_files
 
-HELLO = b"data: hello"
 POKE = b"data: poke"
-
-
-def raise_open_files_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+HELLO = b"data: hello"
 
 
 def cpu_seconds() -> float:
@@ -48,61 +40,36 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Listener(asyncio.Protocol):
-    """One SSE stream: waits for the hello frame, then timestamps every poke frame."""
+class Listener(SSE):
+    """One poke stream that keeps only the times its pokes arrived, and tells its pool."""
 
-    def __init__(self, pool: Listeners, request: bytes) -> None:
+    def __init__(self, request: bytes, pool: Listeners) -> None:
+        super().__init__(request)
         self.pool = pool
-        self.request = request
         self.hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.hello.add_done_callback(lambda f: f.cancelled() or f.exception())  # mark as retrieved
         self.opened = False
-        self.head = b""
-        self.tail = b""
         self.arrivals: list[float] = []
-        self.transport: asyncio.Transport | None = None
         self.closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.opened:
-            if self.hello.done():  # given up on (timeout)
-                return
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = int(self.head.split(b" ", 2)[1])
-            if status != 200:
-                self.hello.set_exception(HTTPStatusError(status))
-                self._abort()
-                return
-            at = self.head.find(HELLO, end)
-            if at < 0:
-                return
-            data, self.head = self.head[at + len(HELLO) :], b""
+    def on_event(self, event: bytes, at: float) -> None:
+        if event == POKE:
+            if self.opened:
+                self.arrivals.append(at)
+                self.pool.on_poke(self)
+        elif event.endswith(HELLO) and not self.hello.done():  # after its retry: line
             self.opened = True
             self.hello.set_result(None)
-        # Keep fewer bytes than a frame marker, so no poke is counted twice.
-        text = self.tail + data
-        for _ in range(text.count(POKE)):
-            self.arrivals.append(now)
-            self.pool.on_poke(self)
-        self.tail = text[-(len(POKE) - 1) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         if not self.hello.done():
             self.hello.set_exception(exc or ConnectionResetError("closed before hello"))
         if not self.closed:  # not closed by us: the server ended it
             self.closed = True
             self.pool.on_lost(self)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
@@ -135,12 +102,6 @@ class Listeners:
         self.lost_after_hello = 0
 
     async def open(self, url: str, space: str, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
-        host, port = split_url(url)
-        request = (
-            f"GET /api/replicache/poke?spaceID={quote(space)} HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
-        loop = asyncio.get_running_loop()
         counts: Counter[str] = Counter()
         examples: dict[str, str] = {}
         gate = asyncio.Semaphore(concurrency) if concurrency > 0 else None
@@ -149,13 +110,15 @@ class Listeners:
             listener: Listener | None = None
             try:
                 async with asyncio.timeout(timeout):
-                    _, listener = await loop.create_connection(lambda: Listener(self, request), host, port)
+                    listener = await Listener.open(url, space, timeout, pool=self)
+                    if listener.status != 200:
+                        raise HTTPStatusError(listener.status)
                     await listener.hello
                 self.live.append(listener)
                 counts["ok"] += 1
             except (OSError, TimeoutError, HTTPStatusError) as e:
                 if listener is not None:
-                    listener._abort()
+                    listener.abort()
                 name = outcome(e)
                 counts[name] += 1
                 examples.setdefault(name, repr(e))
@@ -253,7 +216,7 @@ async def write(
         while time.monotonic() < end:
             started = time.perf_counter()
             try:
-                status, body = await connection.request("POST", path, push_body(group, client, mutation_id))
+                status, body = await connection.request("POST", path, push_bytes(group, client, mutation_id))
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
                 # The push may or may not have applied: resending the same id is safe.
                 errors[type(e).__name__] += 1
@@ -279,7 +242,7 @@ async def write(
 
 
 async def main() -> None:
-    raise_open_files_limit()
+    raise_open_files()
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
@@ -290,10 +253,15 @@ async def main() -> None:
         cpu, wall = cpu_seconds(), time.monotonic()
         if name == "listen":
             reply = await listeners.open(**command)
+            # Thousands of long-lived listeners: left to the garbage collector, each full
+            # collection walks them all, mid fan-out (the selector's tuples for every ready
+            # socket set one off). Frozen, it skips them until they are closed.
+            gc.freeze()
         elif name == "await_pokes":
             reply = await listeners.await_pokes(**command)
         elif name == "close":
             reply = listeners.close()
+            gc.unfreeze()  # what they leave in cycles is collectable again
         elif name == "write":
             reply = await write(**command)
         elif name == "quit":

@@ -1,21 +1,15 @@
-"""Numbers and pictures for scripts/bench.py: percentiles, table rows, the plot."""
+"""Numbers and pictures for scripts/bench.py: latency summaries (server.testing.percentile),
+table rows, the plot, and the targets (TARGETS, the one list of them)."""
 
 from __future__ import annotations
 
-import math
+import statistics
 from typing import Any
+
+from server.testing import percentile
 
 COLUMNS = ("scenario", "n", "rate/s", "p50 ms", "p99 ms", "max ms", "notes")
 WIDTHS = (52, 7, 8, 8, 8, 8, 0)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of unsorted values; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_summary(seconds: list[float]) -> dict[str, Any]:
@@ -157,12 +151,6 @@ def _get(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     return results
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def targets(runs: list[dict[str, Any]]) -> list[str]:
     """One line per target: the median over the runs that measured it, and whether it is met.
     The idle and burst targets are about 10,000 listeners; smaller runs are marked."""
@@ -172,7 +160,7 @@ def targets(runs: list[dict[str, Any]]) -> list[str]:
         if not values:
             lines.append(f"{label:44}{'-':>10}  {0:>4}  {op} {bound:<6}  not measured")
             continue
-        value = _median([float(v) for v in values])
+        value = statistics.median(float(v) for v in values)  # over runs: the mean of two middles
         met = value <= bound if op == "<=" else value >= bound
         note = "met" if met else "NOT MET"
         sizes = {_get(r, (path[0], "listeners")) for r in runs} - {None}

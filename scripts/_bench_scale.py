@@ -15,12 +15,12 @@ import asyncio
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import _bench_report as report
-from _bench_http import Connection, pull_body, push_body, split_url
+from _bench_core import start_server
+from _bench_http import Connection, pull_bytes, push_bytes, split_url
 
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(16)
 CHUNK = 2000  # documents per insert
@@ -96,14 +96,14 @@ async def measure(url: str, count: int, timeout: float) -> dict[str, dict[str, A
         token = secrets.token_hex(6)
         started = time.perf_counter()
         status, raw = await conn.request(
-            "POST", f"/api/replicache/push?spaceID={quote(space)}", push_body(f"g-{token}", f"c-{token}", 1)
+            "POST", f"/api/replicache/push?spaceID={quote(space)}", push_bytes(f"g-{token}", f"c-{token}", 1)
         )
         pushes.append(time.perf_counter() - started)
         if status != 200 or raw.strip() != b"{}":
             raise RuntimeError(f"push answered {status}: {raw[:200]!r}")
         started = time.perf_counter()
         status, raw = await conn.request(
-            "POST", f"/api/replicache/pull?spaceID={quote(space)}", pull_body(f"r-{token}", None)
+            "POST", f"/api/replicache/pull?spaceID={quote(space)}", pull_bytes(f"r-{token}", None)
         )
         pulls.append(time.perf_counter() - started)
         if status != 200:
@@ -124,21 +124,19 @@ async def measure(url: str, count: int, timeout: float) -> dict[str, dict[str, A
     }
 
 
-async def scale(b: Any, start_server: Callable[[str, list[str]], Any]) -> dict[str, Any]:
-    """`start_server(data_dir, flags)` starts `python -m server` and returns it (ServerProcess)."""
+async def scale(b: Any) -> dict[str, Any]:
+    """b: the bench.Bench (sizes, timeout, tmp, server_flags, emit)."""
     n = b.sizes.spaces
     fresh_dir, full_dir = tempfile.mkdtemp(dir=b.tmp), tempfile.mkdtemp(dir=b.tmp)
     fill_seconds = await asyncio.to_thread(fill, full_dir, n)
     count = min(b.sizes.count, 200)
     figures = {}
     for label, data_dir in (("fresh", fresh_dir), (f"{n} spaces", full_dir)):
-        server = await asyncio.to_thread(
-            start_server, data_dir, ["--admin-token", ADMIN_TOKEN, *b.server_flags]
-        )
+        server = await start_server(data_dir, ["--admin-token", ADMIN_TOKEN, *b.server_flags])
         try:
             figures[label] = await measure(server.url, count, b.timeout)
         finally:
-            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.close)
     fresh, full = figures["fresh"], figures[f"{n} spaces"]
     ratios = {k: round(full[k]["p50_ms"] / fresh[k]["p50_ms"], 2) for k in fresh}
     for key in fresh:

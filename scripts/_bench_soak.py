@@ -25,11 +25,13 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from _bench_http import Connection, pull_body, push_body, split_url
+from _bench_http import Connection, pull_bytes, push_bytes, split_url
+from _bench_proc import embedded_db_pid, rss_kb
+
+from server.testing import SSE
 
 SAMPLE_SECONDS = 5.0  # at most; a short run samples 20 times
 
@@ -67,36 +69,7 @@ def sizes_from(args: argparse.Namespace, quick: bool) -> SoakSizes:
     return SoakSizes(**{**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-# ---- processes and their memory
-
-
-def rss_kb(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def embedded_db_pid(server_pid: int | None) -> int | None:
-    """The secantusd child of the server (or of the parent of its workers), if any."""
-    if server_pid is None:
-        return None
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == server_pid and b"secantusd" in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
+# ---- fits
 
 
 def slope(points: list[tuple[float, float]]) -> float | None:
@@ -152,7 +125,7 @@ class Load:
             started = time.perf_counter()
             try:  # like the real client: a failed push is sent again with the same id
                 path = f"/api/replicache/push?spaceID={quote(space)}"
-                status, body = await conn.request("POST", path, push_body(group, client, mutation_id))
+                status, body = await conn.request("POST", path, push_bytes(group, client, mutation_id))
                 if status == 200:
                     self.pushes += 1
                     mutation_id += 1
@@ -160,7 +133,7 @@ class Load:
                 else:
                     self.error(f"push_{status}")
                 status, body = await conn.request(
-                    "POST", f"/api/replicache/pull?spaceID={quote(space)}", pull_body(group, cookie)
+                    "POST", f"/api/replicache/pull?spaceID={quote(space)}", pull_bytes(group, cookie)
                 )
                 if status == 200:
                     self.pulls += 1
@@ -173,43 +146,29 @@ class Load:
         conn.close()
 
     async def listener(self, space: str, hold: float) -> None:
-        host, port = split_url(self.url)
-        writer = None
+        sse = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(
-                    f"GET /api/replicache/poke?spaceID={quote(space)} HTTP/1.1\r\n"
-                    f"Host: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                if status != 200:
-                    self.listeners[f"http_{status}"] += 1
-                    self.error(f"listen_{status}")
+                sse = await SSE.open(self.url, space, self.timeout)
+                if sse.status != 200:
+                    self.listeners[f"http_{sse.status}"] += 1
+                    self.error(f"listen_{sse.status}")
                     return
-                seen = b""
-                while b"hello" not in seen:
-                    chunk = await reader.read(4096)
-                    if not chunk:
-                        raise ConnectionResetError("closed before hello")
-                    seen += chunk
+                await sse.wait_for("hello", self.timeout)
             self.listeners["ok"] += 1
-            ends = time.monotonic() + hold
-            while time.monotonic() < ends:  # read pokes while it stays
-                try:
-                    async with asyncio.timeout(max(0.0, ends - time.monotonic())):
-                        if not await reader.read(65536):
-                            self.listeners["ended_by_server"] += 1
-                            return
-                except TimeoutError:
-                    break
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            try:  # while it stays, pokes arrive (queued, never read)
+                ended = await sse.closed(timeout=hold)
+            except TimeoutError:
+                return
+            if ended is not None:  # a reset
+                raise ended
+            self.listeners["ended_by_server"] += 1
+        except (OSError, TimeoutError, EOFError, ValueError) as e:
             self.listeners[type(e).__name__] += 1
             self.error(f"listen_{type(e).__name__}")
         finally:
-            if writer is not None:
-                writer.close()
+            if sse is not None:
+                sse.close()
 
     async def churn(self, spaces: list[str], per_second: float, hold: float) -> None:
         tasks: set[asyncio.Task[None]] = set()

@@ -1,6 +1,6 @@
 """Remove client groups idle longer than CLIENT_TTL_DAYS, once, and print how many.
 
-    MONGODB_URI=mongodb://... python scripts/gc_clients.py [--client-ttl-days 30]
+    MONGODB_URI=mongodb://... .venv/bin/python scripts/gc_clients.py [--client-ttl-days 30]
 
 Takes the server's own options (python -m server --help). With the embedded
 database (no MONGODB_URI) the server must be stopped: the data dir has one owner.
@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pymongo import AsyncMongoClient
 
-from pymongo import AsyncMongoClient  # noqa: E402
-
-from server.client_expiry import DAY  # noqa: E402
-from server.config import Settings  # noqa: E402
-from server.embedded import EmbeddedMongo  # noqa: E402
-from server.store import Store  # noqa: E402
+from server.client_expiry import DAY
+from server.config import Settings
+from server.embedded import EmbeddedMongo
+from server.store import Store
 
 
 async def run(settings: Settings, uri: str) -> int:

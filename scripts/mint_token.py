@@ -1,6 +1,6 @@
 """Print a token for one space and user, signed with the server's AUTH_SECRET.
 
-    AUTH_SECRET=... python scripts/mint_token.py --space my-space --user alice [--ttl 86400]
+    AUTH_SECRET=... .venv/bin/python scripts/mint_token.py --space my-space --user alice [--ttl 86400]
 
 --space '*' makes a token for any space (an app's own token, e.g. for createSpace
 with a random id). The secret is read from AUTH_SECRET (or --auth-secret).
@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from server.auth import DEFAULT_TTL_SECONDS, mint  # noqa: E402
+from server.auth import DEFAULT_TTL_SECONDS, mint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import quote
 
 from server.protocol import SPACE_ID, RequestError, parse_json, parse_pull, parse_push
+from server.testing import mutation, pull_body, push_body
 
 SHOWN_URLS = 5
 PROGRESS_FROM = 20  # spaces: below this no progress bar
@@ -168,14 +169,7 @@ class HttpSeeder:
             return await self._put_each(space_id, values)
         group, client = seed_ids(space_id)
         query = f"?spaceID={quote(space_id)}"
-        pull = {
-            "profileID": "seed",
-            "clientGroupID": group,
-            "cookie": None,
-            "pullVersion": 1,
-            "schemaVersion": "",
-        }
-        status, body = await self._send("/api/replicache/pull" + query, pull)
+        status, body = await self._send("/api/replicache/pull" + query, pull_body(group, profile="seed"))
         if status != 200 or not isinstance(body, dict) or "cookie" not in body:
             raise RuntimeError(f"pull answered {status}: {body}")
         if body.get("lastMutationIDChanges", {}).get(client, 0) >= 1:
@@ -184,14 +178,7 @@ class HttpSeeder:
         if not isinstance(current, int | float) or isinstance(current, bool):
             raise RuntimeError(f"count holds a non-number {current!r}; not changed")
         delta = values["count"] - current
-        mutation = {"id": 1, "name": "increment", "args": delta, "timestamp": 0, "clientID": client}
-        push = {
-            "profileID": "seed",
-            "clientGroupID": group,
-            "mutations": [mutation],
-            "pushVersion": 1,
-            "schemaVersion": "",
-        }
+        push = push_body(group, [mutation(1, client, args=delta, timestamp=0)], profile="seed")
         status, body = await self._send("/api/replicache/push" + query, push)
         if status != 200 or body:
             raise RuntimeError(f"push answered {status}: {body}")
@@ -248,18 +235,14 @@ class DirectSeeder:
 
     async def seed(self, space_id: str, values: dict[str, Any]) -> bool:
         group, client = seed_ids(space_id)
-        seen = json.loads(
-            await self.store.pull(space_id, parse_pull({"clientGroupID": group, "cookie": None}))
-        )
+        seen = json.loads(await self.store.pull(space_id, parse_pull(pull_body(group, profile="seed"))))
         if seen.get("lastMutationIDChanges", {}).get(client, 0) >= 1:  # this seed was applied
             return False
         mutations = [
-            {"id": i, "name": "seed-put", "args": {"key": k, "value": v}, "timestamp": 0, "clientID": client}
+            mutation(i, client, "seed-put", {"key": k, "value": v}, timestamp=0)
             for i, (k, v) in enumerate(sorted(values.items()), start=1)
         ]
-        body = {"profileID": "seed", "clientGroupID": group, "mutations": mutations, "pushVersion": 1}
-        body["schemaVersion"] = ""
-        answer = await self.store.push(space_id, parse_push(body))
+        answer = await self.store.push(space_id, parse_push(push_body(group, mutations, profile="seed")))
         if answer:
             raise RuntimeError(f"push refused: {answer}")
         return True

@@ -17,8 +17,8 @@ from server.embedded import EmbeddedMongo
 from server.lifecycle import Lifecycle
 from server.pokes import PokeHub
 from server.store import Store
+from server.testing import ROOT, LiveServer
 from tests.helpers import Api
-from tests.live import ROOT, LiveServer
 
 _db_names = itertools.count()
 

@@ -1,9 +1,9 @@
-"""A small client for the HTTP API, shaped like the real Replicache client's requests."""
+"""Test-only helpers: a small client for the HTTP API (bodies from server.testing, shaped
+like the real Replicache client's), database snapshots, Chromium's flags."""
 
 from __future__ import annotations
 
 import json
-import resource
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -13,6 +13,8 @@ from urllib.parse import quote
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from server.testing import mutation as mutation  # re-exported: most tests import it from here
+from server.testing import pull_body, push_body, raise_open_files
 from tests.snapshot import Snapshot, snapshot
 
 
@@ -29,10 +31,6 @@ async def group_users(store: Any, space_id: str) -> dict[str, str | None]:
 
 def uid(prefix: str = "") -> str:
     return prefix + secrets.token_hex(6)
-
-
-def mutation(id: int, client_id: str, name: str = "increment", args: Any = 1) -> dict[str, Any]:
-    return {"id": id, "name": name, "args": args, "timestamp": 12.5, "clientID": client_id}
 
 
 @dataclass
@@ -65,25 +63,11 @@ class Api:
         return r.body["spaceID"]
 
     async def push(self, space: str, group: str, mutations: list[dict[str, Any]], **extra: Any) -> Reply:
-        body = {
-            "profileID": "p1",
-            "clientGroupID": group,
-            "mutations": mutations,
-            "pushVersion": 1,
-            "schemaVersion": "",
-            **extra,
-        }
+        body = push_body(group, mutations, **extra)
         return await self.post(f"/api/replicache/push?spaceID={quote(space)}", body)
 
     async def pull(self, space: str, group: str, cookie: Any = None, **extra: Any) -> Reply:
-        body = {
-            "profileID": "p1",
-            "clientGroupID": group,
-            "cookie": cookie,
-            "pullVersion": 1,
-            "schemaVersion": "",
-            **extra,
-        }
+        body = pull_body(group, cookie, **extra)
         return await self.post(f"/api/replicache/pull?spaceID={quote(space)}", body)
 
     async def view(self, space: str) -> dict[str, Any]:
@@ -95,12 +79,9 @@ class Api:
 
 def need_open_files(count: int) -> None:
     """Raise this process's open-files limit to count, or skip the test, saying why."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= count:
-        return
-    if hard != resource.RLIM_INFINITY and hard < count:
-        pytest.skip(f"needs {count} open files, and the hard RLIMIT_NOFILE is {hard} (raise it: ulimit -Hn)")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+    limit = raise_open_files(count)
+    if limit < count:
+        pytest.skip(f"needs {count} open files, and the hard RLIMIT_NOFILE is {limit} (raise it: ulimit -Hn)")
 
 
 # Debian's chromium, never a browser download; these flags keep it off the closed network.

@@ -17,8 +17,8 @@ from tornado.web import create_signed_value
 from server.admin.base import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
+from server.testing import SSE
 from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid
-from tests.sse import SSE
 
 pytestmark = pytest.mark.gen_test
 

@@ -11,8 +11,8 @@ import pytest
 from server.mutators import MUTATORS
 from server.protocol import MAX_VALUE_BYTES
 from server.store import Store
+from server.testing import listen
 from tests.helpers import database_state, mutation, uid
-from tests.sse import listen
 from tests.test_admin import ADMIN, BEARER, TOKEN, call
 from tests.test_scripts import SEED, run_script
 

@@ -16,9 +16,9 @@ from tornado.tcpclient import TCPClient
 from server import auth
 from server.auth import tokens
 from server.protocol import Mutation, PushRequest, RequestError
+from server.testing import ROOT, LiveServer
 from tests.helpers import database_state, mutation
 from tests.jwtkit import claims, sign
-from tests.live import ROOT, LiveServer
 from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test

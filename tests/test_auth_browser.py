@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import Page, Playwright, Route, expect, sync_playwright
 
 from server.auth import mint
+from server.testing import LiveServer
 from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid
-from tests.live import LiveServer
 from tests.test_browser import SPACE_URL, SYNC_MS, space_of
 
 SECRET = "browser-auth-secret-" + "b" * 24

@@ -21,9 +21,9 @@ import pytest
 from server.auth.jwks import JWKS
 from server.auth.jwts import algorithms_for_key, load_public_key
 from server.config import Settings
+from server.testing import ROOT, push_body
 from tests.helpers import Api, Reply, group_users, mutation, uid
 from tests.jwtkit import KeyServer, claims, ec_key, ed_key, hs_secret, jwk, public_pem, rsa_key, sign
-from tests.live import ROOT
 from tests.test_auth import sse_status
 from tests.test_ops import delta, scrape
 
@@ -66,8 +66,7 @@ def bearer(token: str | None) -> dict[str, str]:
 
 
 async def push(api: Api, token: str | None, space: str = SPACE, group: str | None = None) -> Reply:
-    mutations = [mutation(1, uid("c-"))]
-    body = {"profileID": "p", "clientGroupID": group or uid("g-"), "mutations": mutations, "pushVersion": 1}
+    body = push_body(group or uid("g-"), [mutation(1, uid("c-"))])
     return await api.post(f"/api/replicache/push?spaceID={space}", body, bearer(token))
 
 

@@ -11,9 +11,8 @@ import pytest
 
 from server.backup import NEWEST_SCHEMA, BackupReader
 from server.protocol import RequestError
+from server.testing import ROOT, listen
 from tests.helpers import database_state, mutation, uid
-from tests.live import ROOT
-from tests.sse import listen
 from tests.test_admin import ADMIN, TOKEN, call
 from tests.test_admin_writes import entry, send
 from tests.test_scripts import run_script

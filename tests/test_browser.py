@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from server.testing import ROOT, LiveServer
 from tests.helpers import CHROMIUM_FLAGS, chromium
-from tests.live import ROOT, LiveServer
 
 ARTIFACTS = ROOT / "test-artifacts"
 # A click shows up in the other browser within SYNC_TARGET_S on this machine; the test

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from server.testing import LiveServer
 from tests.helpers import CHROMIUM_FLAGS, chromium
-from tests.live import LiveServer
 
 TOKEN = "browser-restore-token-" + "z" * 16
 SYNC_MS = 3000  # test_browser.py's bound for a click to show up in the other browser

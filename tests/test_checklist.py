@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.live import ROOT
+from server.testing import ROOT
 
 ITEMS = 45
 

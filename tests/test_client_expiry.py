@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server import client_expiry
+from server.testing import ROOT
 from tests.helpers import database_state, mutation
-from tests.live import ROOT
 
 pytestmark = pytest.mark.gen_test
 

@@ -26,8 +26,8 @@ from server.embedded import EmbeddedMongo, rss_bytes
 from server.memory_guard import MB, MemoryGuard, decide
 from server.pokes import PokeHub
 from server.store import Store
+from server.testing import ROOT, LiveServer
 from tests.helpers import Api, mutation
-from tests.live import ROOT, LiveServer
 
 TOKEN = "admin-token-for-memory-" + "x" * 16
 

@@ -12,9 +12,8 @@ import sys
 import pytest
 
 from server.embedded import free_port
+from server.testing import ROOT, listen
 from tests.helpers import Api, mutation, uid
-from tests.live import ROOT
-from tests.sse import listen
 
 DOC = ROOT / "docs" / "embedding.md"
 

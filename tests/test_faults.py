@@ -21,8 +21,8 @@ from server.config import Settings
 from server.embedded import EmbeddedMongo, _is_secantus
 from server.pokes import PokeHub
 from server.store import Store
+from server.testing import LiveServer, pull_body, push_body
 from tests.helpers import Api, mutation
-from tests.live import LiveServer
 
 # ---- the database stops and starts again under a running app
 
@@ -96,8 +96,7 @@ def post(url: str, path: str, body: dict, timeout: float = 30) -> dict:
 
 
 def pull(url: str, space: str, group: str, cookie=None) -> dict:
-    body = {"profileID": "p", "clientGroupID": group, "cookie": cookie, "pullVersion": 1, "schemaVersion": ""}
-    return post(url, f"/api/replicache/pull?spaceID={space}", body)
+    return post(url, f"/api/replicache/pull?spaceID={space}", pull_body(group, cookie))
 
 
 class Pusher(threading.Thread):
@@ -114,7 +113,7 @@ class Pusher(threading.Thread):
         while True:
             first = self.acked + 1
             batch = [mutation(i, self.client, args=self.args) for i in range(first, first + PER_PUSH)]
-            body = {"profileID": "p", "clientGroupID": self.group, "mutations": batch, "pushVersion": 1}
+            body = push_body(self.group, batch)
             self.sent = first + PER_PUSH - 1
             try:
                 assert post(self.url, "/api/replicache/push?spaceID=crash", body) == {}

@@ -14,12 +14,12 @@ import pytest
 import tornado.testing
 from prometheus_client import REGISTRY
 
-from server import connections
+from server import connections, testing
 from server.app import make_app
 from server.auth import mint
+from server.testing import SSE, listen
 from tests import raw
 from tests.helpers import mutation, uid
-from tests.sse import SSE, listen
 
 pytestmark = pytest.mark.gen_test(timeout=60)
 
@@ -40,13 +40,8 @@ def port(io_loop, settings, store, hub, lifecycle) -> Iterator[int]:
 
 
 def push_body(group: str, client: str, n: int = 1) -> dict:
-    return {
-        "profileID": "p",
-        "clientGroupID": group,
-        "pushVersion": 1,
-        "schemaVersion": "",
-        "mutations": [mutation(n, client)],
-    }
+    """One increment, mutation id n."""
+    return testing.push_body(group, [mutation(n, client)])
 
 
 async def create_space(port: int, headers: dict[str, str] | None = None) -> str:

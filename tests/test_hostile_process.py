@@ -20,9 +20,9 @@ from tornado.httpclient import AsyncHTTPClient
 
 from server.auth import mint
 from server.embedded import EmbeddedMongo
+from server.testing import LiveServer
 from tests import raw
 from tests.helpers import Api, mutation
-from tests.live import LiveServer
 
 pytestmark = pytest.mark.gen_test(timeout=120)
 

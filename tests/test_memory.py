@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
+from server.testing import ROOT, LiveServer, listen
 from tests.helpers import Api, need_open_files
-from tests.live import ROOT, LiveServer
-from tests.sse import listen
 from tests.test_ops import scrape
 
 LISTENERS = 3000

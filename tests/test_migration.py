@@ -18,8 +18,8 @@ from bson import json_util
 from server.protocol import parse_pull, parse_push
 from server.store import SchemaTooNew, Store
 from server.store.migrate import V1
+from server.testing import ROOT
 from tests.helpers import database_state, mutation
-from tests.live import ROOT
 
 pytestmark = pytest.mark.gen_test
 

@@ -16,8 +16,8 @@ from server import mutators
 from server.config import Settings
 from server.protocol import parse_pull, parse_push
 from server.store import Store
+from server.testing import ROOT
 from tests.helpers import mutation
-from tests.live import ROOT
 
 GOOD = """
 from server.mutators import increment

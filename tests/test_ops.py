@@ -22,9 +22,8 @@ from server.config import Settings
 from server.embedded import EmbeddedMongo
 from server.pokes import PokeHub
 from server.store import Store
+from server.testing import SSE, LiveServer
 from tests.helpers import mutation, uid
-from tests.live import LiveServer
-from tests.sse import SSE
 
 pytestmark = pytest.mark.gen_test
 

@@ -15,8 +15,8 @@ from tornado.iostream import IOStream
 
 from server import pokes
 from server.config import Settings
+from server.testing import SSE, address, listen, poke_request, stuck_socket
 from tests.helpers import Api, mutation, need_open_files, uid
-from tests.sse import SSE, address, listen, poke_request, stuck_socket
 
 pytestmark = pytest.mark.gen_test
 
@@ -348,7 +348,7 @@ def server_stream(client_port: int) -> IOStream:
 async def test_a_listener_that_hangs_up_is_freed_without_the_garbage_collector(api, base_url, hub, reset):
     space = await api.create_space()
     sse = await listen(base_url, space)
-    sock = sse.writer.get_extra_info("socket")
+    sock = sse.transport.get_extra_info("socket")
     stream = weakref.ref(server_stream(sock.getsockname()[1]))
     gc.disable()  # what is freed now is freed by reference counting alone
     try:

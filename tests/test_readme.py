@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from server.config import Settings
-from tests.live import ROOT
+from server.testing import ROOT
 
 
 def config_rows() -> list[str]:

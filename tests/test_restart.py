@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from tests.helpers import mutation
-from tests.live import LiveServer
+from server.testing import LiveServer, mutation, pull_body, push_body
 
 
 def post(url: str, path: str, body: dict) -> dict:
@@ -18,20 +17,13 @@ def post(url: str, path: str, body: dict) -> dict:
 
 
 def pull(url: str, space: str, cookie=None) -> dict:
-    body = {"profileID": "p", "clientGroupID": "g1", "cookie": cookie, "pullVersion": 1, "schemaVersion": ""}
-    return post(url, f"/api/replicache/pull?spaceID={space}", body)
+    return post(url, f"/api/replicache/pull?spaceID={space}", pull_body("g1", cookie))
 
 
 def test_restart_keeps_data_and_cookies(tmp_path):
     with LiveServer(data_dir=tmp_path) as server:
         post(server.url, "/api/replicache/createSpace", {"spaceID": "kept"})
-        push = {
-            "profileID": "p",
-            "clientGroupID": "g1",
-            "pushVersion": 1,
-            "schemaVersion": "",
-            "mutations": [mutation(1, "c1", args=5), mutation(2, "c1", args=6)],
-        }
+        push = push_body("g1", [mutation(1, "c1", args=5), mutation(2, "c1", args=6)])
         post(server.url, "/api/replicache/push?spaceID=kept", push)
         before = pull(server.url, "kept")
     with LiveServer(data_dir=tmp_path) as server:

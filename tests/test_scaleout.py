@@ -17,10 +17,9 @@ from tornado.httpclient import AsyncHTTPClient
 from server.embedded import EmbeddedMongo
 from server.protocol import parse_push
 from server.store import Store
+from server.testing import LiveServer, address, listen
 from server.watcher import Watcher
 from tests.helpers import Api, mutation, uid
-from tests.live import LiveServer
-from tests.sse import address, listen
 from tests.test_ops import delta, scrape
 
 pytestmark = pytest.mark.gen_test(timeout=120)

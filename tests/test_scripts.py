@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+from server.testing import ROOT
 from tests.helpers import mutation, uid
-from tests.live import ROOT
 
 SEED = str(ROOT / "scripts" / "seed_spaces.py")
 BENCH = str(ROOT / "scripts" / "bench.py")
@@ -167,3 +169,43 @@ def test_bench_quick_runs_every_scenario(tmp_path):
     line = next(x for x in summary.stdout.splitlines() if x.startswith("push-single p50 ms"))
     assert f"{p50:.2f}" in line and "    2  " in line
     assert "fan-out 1000 listeners p99 ms" in summary.stdout  # a quick run has no L=1000: not measured
+
+
+def bench_targets() -> list[tuple[str, tuple[str, ...], str, float]]:
+    """TARGETS of scripts/_bench_report.py, the one list of the performance targets."""
+    spec = importlib.util.spec_from_file_location("_bench_report", ROOT / "scripts" / "_bench_report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TARGETS
+
+
+def test_the_documented_targets_are_bench_targets():
+    """Every table of targets in README.md or docs/ (header `| target ... | bound |`) lists
+    each of TARGETS once, its row starting with the target's label, with the same bound."""
+    targets = {label: (op, bound) for label, _, op, bound in bench_targets()}
+    tables = 0
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        rows: list[str] | None = None
+        for line in [*doc.read_text().splitlines(), ""]:
+            if re.match(r"\| target\b.*\| bound \|", line):
+                rows, tables = [], tables + 1
+            elif rows is not None and line.startswith("|"):
+                rows.append(line)
+            elif rows is not None:
+                listed: dict[str, tuple[str, float]] = {}
+                for row in rows[1:]:  # after the |---| line
+                    name, bound = (cell.strip() for cell in row.strip("|").split("|")[:2])
+                    label = max((t for t in targets if name.startswith(t)), key=len, default=None)
+                    assert label is not None, f"{doc.name}: {name!r} is not in TARGETS"
+                    found = re.match(r"([≤≥]) ([0-9.,]+)", bound)
+                    assert found, f"{doc.name}: {name!r} has no bound like '≤ 5 ms': {bound!r}"
+                    op = "<=" if found.group(1) == "≤" else ">="
+                    listed[label] = (op, float(found.group(2).replace(",", "")))
+                    assert listed[label] == targets[label], (
+                        f"{doc.name}: {name!r}: {bound} is not {targets[label]}"
+                    )
+                assert len(listed) == len(rows) - 1, f"{doc.name}: a target is listed twice"
+                assert set(listed) == set(targets), f"{doc.name}: not listed: {set(targets) - set(listed)}"
+                rows = None
+    assert tables, "no table of targets found (header `| target | bound | ...`)"

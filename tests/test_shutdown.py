@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from server.testing import SSE, LiveServer
 from tests.helpers import mutation
-from tests.live import LiveServer
-from tests.sse import SSE
 
 
 def post(url: str, path: str, body: dict) -> dict:
@@ -55,7 +54,7 @@ def test_sigterm_ends_sse_streams_cleanly_and_stops_the_database(tmp_path):
             for sse in streams:
                 assert await sse.frame(timeout=30) is None  # the last chunk: a clean end
                 assert sse.ended
-                assert await sse.reader.read() == b""  # then EOF, not a reset
+                assert await sse.closed() is None  # then EOF, not a reset
                 sse.close()
 
         asyncio.run(scenario())

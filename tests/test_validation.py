@@ -8,8 +8,9 @@ import re
 import pytest
 from tornado.tcpclient import TCPClient
 
+from server import testing
+from server.testing import LiveServer
 from tests.helpers import database_state, mutation
-from tests.live import LiveServer
 
 pytestmark = pytest.mark.gen_test
 
@@ -18,15 +19,8 @@ OK_LONG = "y" * 128
 
 
 def push_body(**change):
-    body = {
-        "profileID": "p1",
-        "clientGroupID": "g1",
-        "mutations": [mutation(1, "c1")],
-        "pushVersion": 1,
-        "schemaVersion": "",
-    }
-    body.update(change)
-    return body
+    """A valid push with `change` made to its fields."""
+    return testing.push_body("g1", [mutation(1, "c1")], **change)
 
 
 def nested(depth):

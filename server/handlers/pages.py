@@ -1,5 +1,5 @@
 """The counter app: GET / makes a space, GET /space/<id> serves the page, and
-/static/dist/ serves the bundle that `node client/build.mjs` wrote.
+/static/dist/ serves the bundle that `node static/build.mjs` wrote.
 
 An unknown space id gets a 404 page with a link to a new space rather than being
 created on sight: a mistyped or stale link (say, after the database was reset) should

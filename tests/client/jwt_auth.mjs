@@ -8,7 +8,7 @@
 // get 401, Replicache calls getAuth, and they converge again. One JSON report on stdout.
 import http from "node:http";
 import { Replicache } from "replicache";
-import { increment } from "../../client/mutators.js";
+import { increment } from "../../static/mutators.js";
 
 const [base, tokenURL] = process.argv.slice(2);
 if (!base || !tokenURL) {

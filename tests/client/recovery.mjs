@@ -11,7 +11,7 @@
 // Prints one JSON report on stdout.
 import readline from "node:readline";
 import { Replicache, dropDatabase } from "replicache";
-import { increment } from "../../client/mutators.js";
+import { increment } from "../../static/mutators.js";
 
 const [base, which] = process.argv.slice(2);
 const DEADLINE_MS = 60_000;

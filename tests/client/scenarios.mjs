@@ -6,7 +6,7 @@
 // Runs each scenario in a fresh space and prints one JSON report on stdout (pytest,
 // tests/client/test_node_client.py, asserts on it). Everything the client logs is
 // captured (harness.mjs), none of it goes to stdout.
-import { increment } from "../../client/mutators.js";
+import { increment } from "../../static/mutators.js";
 import {
   BAD_LINES,
   base,

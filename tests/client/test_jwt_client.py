@@ -8,8 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from server.testing import ROOT, LiveServer
 from tests.jwtkit import KeyServer, jwk, rsa_key
-from tests.live import ROOT, LiveServer
 
 SCRIPT = Path(__file__).with_name("jwt_auth.mjs")
 

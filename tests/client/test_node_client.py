@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.live import ROOT, LiveServer
+from server.testing import ROOT, LiveServer
 
 SCRIPT = Path(__file__).with_name("scenarios.mjs")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from server.embedded import free_port
-from tests.live import ROOT, LiveServer
+from server.testing import ROOT, LiveServer
 
 SCRIPT = Path(__file__).with_name("recovery.mjs")
 BAD = ("is < than last snapshot", "did not change, but")

@@ -1,7 +1,7 @@
-"""LiveServer: `python -m server` as a real child process on a free port.
+"""LiveServer: `python -m server` as a real child process on a free loopback port.
 
-For tests that need a whole process: restarts, signals, kill -9, several processes,
-the Node client and the browser.
+For what needs a whole process: restarts, signals, kill -9, several processes, the Node
+client, the browser, and the benchmark's server under test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from server.embedded import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: server/testing/ is two below it
 
 
 class LiveServer:
@@ -40,6 +40,10 @@ class LiveServer:
         self.env = {**os.environ, "MONGODB_URI": mongodb_uri, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     def start(self, timeout: float = 60.0) -> LiveServer:
         self.process = subprocess.Popen(
@@ -73,12 +77,16 @@ class LiveServer:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> LiveServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Stop it if it still runs: gracefully, and killed if that takes over a minute."""
         if self.process is not None and self.process.poll() is None:
             try:
                 self.stop()
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,14 +1,14 @@
 // Bundles the counter app into static/dist/ with content-hashed names and writes
 // static/dist/manifest.json, which tells the server the page and the hashed files.
-// Run from anywhere: `node client/build.mjs` (the Makefile does when sources changed).
+// Run from anywhere: `node static/build.mjs` (the Makefile does when sources changed).
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const src = join(root, "client");
-const out = join(root, "static", "dist");
+const src = join(root, "static");
+const out = join(src, "dist");
 const entries = ["app.js", "style.css"];
 
 await rm(out, { recursive: true, force: true });
@@ -44,7 +44,7 @@ let html = await readFile(join(src, "index.html"), "utf8");
 for (const name of entries) {
   const attr = name.endsWith(".css") ? "href" : "src";
   const before = `${attr}="${name}"`;
-  if (!html.includes(before)) throw new Error(`client/index.html has no ${before}`);
+  if (!html.includes(before)) throw new Error(`static/index.html has no ${before}`);
   html = html.replace(before, `${attr}="/static/dist/${assets[name]}"`);
 }
 await writeFile(join(out, "index.html"), html);
