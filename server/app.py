@@ -25,7 +25,7 @@ from server.handlers.replicache import (
     PushHandler,
     SpaceExistsHandler,
 )
-from server.lifecycle import Lifecycle
+from server.lifecycle import Lifecycle, stop_task
 from server.logs import make_log_function
 from server.mutators import Mutator
 from server.pokes import PokeHub
@@ -87,8 +87,8 @@ class SyncServer:
         return cls(settings, store, hub, lifecycle, app, watcher, expiry)
 
     def http_server(self, app: tornado.web.Application | None = None) -> connections.Server:
-        """The hardened HTTP server (timeouts, per-address caps, trusted proxies: README
-        Threat model) for `app`: self.app, or your own application that mounts it
+        """The hardened HTTP server (timeouts, per-address caps, trusted proxies:
+        docs/security.md) for `app`: self.app, or your own application that mounts it
         (docs/embedding.md). listen() or add_sockets() it."""
         return connections.Server(self.app if app is None else app, self.settings)
 
@@ -96,11 +96,13 @@ class SyncServer:
         """End the SSE streams, let queued pushes commit and answer, stop the background
         tasks. Stop your HTTP server accepting before; close its connections after."""
         if self.expiry is not None:
-            self.expiry.cancel()
+            self.expiry.cancel()  # no run starts now; stop_task below waits for its end
         self.lifecycle.close()  # from now on new requests get 503 ShuttingDown
         self.hub.wake_all()  # every SSE stream ends with its last chunk
         await self.hub.emptied(timeout=10.0)
         await self.store.drain()  # let queued pushes commit and answer
+        if self.expiry is not None:
+            await stop_task(self.expiry)
         if self.watcher is not None:
             await self.watcher.close()
 
