@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -18,7 +19,7 @@ from server.lifecycle import Lifecycle
 from server.pokes import PokeHub
 from server.store import Store
 from server.testing import ROOT, LiveServer
-from tests.helpers import Api
+from tests.helpers import Api, launch_chromium
 
 _db_names = itertools.count()
 
@@ -100,3 +101,14 @@ def live_server(tmp_path_factory, client_dist) -> Iterator[LiveServer]:
     """One `python -m server` with its own database, for the Node client and browser tests."""
     with LiveServer(data_dir=tmp_path_factory.mktemp("live-data")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, tests.helpers.launch_chromium) for a module's browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()

@@ -100,3 +100,9 @@ def chromium() -> str:
     path = shutil.which("chromium")
     assert path, "no chromium on PATH: `make test` installs Debian's (apt-get install chromium)"
     return path
+
+
+def launch_chromium(pw: Any) -> Any:
+    """Debian's chromium, headless, with CHROMIUM_FLAGS: a Browser from sync Playwright, an
+    awaitable of one from async Playwright."""
+    return pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)

@@ -18,7 +18,7 @@ from server.admin.base import COOKIE, cookie_secret
 from server.mutators import MUTATORS
 from server.store import Store
 from server.testing import SSE
-from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid
+from tests.helpers import launch_chromium, mutation, uid
 
 pytestmark = pytest.mark.gen_test
 
@@ -307,7 +307,7 @@ async def test_admin_page_in_chromium(settings, api, base_url):
     artifacts.mkdir(exist_ok=True)
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        browser = await launch_chromium(pw)
         try:
             page = await browser.new_page(viewport={"width": 1200, "height": 760})
             errors: list[str] = []

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, Playwright, Route, expect, sync_playwright
 
 from server.auth import mint
 from server.testing import LiveServer
-from tests.helpers import CHROMIUM_FLAGS, chromium, mutation, uid
+from tests.helpers import CHROMIUM_FLAGS, chromium, launch_chromium, mutation, uid
 from tests.test_browser import SPACE_URL, SYNC_MS, space_of
 
 SECRET = "browser-auth-secret-" + "b" * 24
@@ -113,7 +113,7 @@ def test_demo_page_gets_a_fresh_token_when_its_token_expires(pw, client_dist, tm
     the page must fetch a new token and open a new stream, or no poke arrives again."""
     env = {"AUTH_SECRET": SECRET, "PUBLIC_DEMO": "1", "DEMO_TOKEN_TTL": "5"}
     server = LiveServer(data_dir=tmp_path / "data", env=env).start()
-    browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
+    browser = launch_chromium(pw)
     try:
         a = browser.new_context().new_page()
         errors = watch(a)
@@ -156,7 +156,7 @@ def test_without_public_demo_the_page_takes_its_token_from_the_app(pw, client_di
         status, body = post(server, "/api/replicache/createSpace", {}, mint(SECRET, "*", "app"))
         assert status == 200
         space = body["spaceID"]
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
+        browser = launch_chromium(pw)
         try:
             # Anonymous: GET / makes no space, and the page has no token; it says so.
             page = browser.new_page()
@@ -228,7 +228,7 @@ def test_admin_live_view_with_auth_on(pw, client_dist, tmp_path):
             assert post(server, f"/api/replicache/push?spaceID={space}", body, token)[0] == 200
 
         push(1)
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             errors = watch(page)

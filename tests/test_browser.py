@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from server.testing import ROOT, LiveServer
-from tests.helpers import CHROMIUM_FLAGS, chromium
 
 ARTIFACTS = ROOT / "test-artifacts"
 # A click shows up in the other browser within SYNC_TARGET_S on this machine; the test
@@ -26,14 +25,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 SYNC_TARGET_S = 3.0
 SYNC_MS = 10_000
 SPACE_URL = re.compile(r"/space/([A-Za-z0-9_-]{1,64})(\?|$)")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @dataclass

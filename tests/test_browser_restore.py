@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from server.testing import LiveServer
-from tests.helpers import CHROMIUM_FLAGS, chromium
 
 TOKEN = "browser-restore-token-" + "z" * 16
 SYNC_MS = 3000  # test_browser.py's bound for a click to show up in the other browser
 CSN_LINE = "Client state not found on server"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def admin(server: LiveServer, method: str, path: str, body: Any = None) -> Any:
