@@ -57,7 +57,8 @@ def run(case: str, n: int, extra: list[str]) -> None:
     )
     try:
         client: MongoClient = MongoClient(
-            f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true", serverSelectionTimeoutMS=30000
+            f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true",
+            serverSelectionTimeoutMS=30000,
         )
         db = client.get_database("repro", write_concern=WriteConcern(w="majority", j=True))
         db.a.update_one({"_id": 1}, {"$set": {"v": 0}}, upsert=True)
@@ -82,7 +83,10 @@ def run(case: str, n: int, extra: list[str]) -> None:
         grown = rss_kb(server.pid) - start
         rate = n / (time.monotonic() - started)
         flags = " ".join(extra)
-        print(f"{case:16} {flags:42} +{grown / 1024:7.1f} MB over {n} = {grown * 1024 / n:6.0f} B each ({rate:.0f}/s)")
+        print(
+            f"{case:16} {flags:42} +{grown / 1024:7.1f} MB over {n}"
+            f" = {grown * 1024 / n:6.0f} B each ({rate:.0f}/s)"
+        )
         one.end_session()
         client.close()
     finally:

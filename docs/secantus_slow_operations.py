@@ -32,7 +32,17 @@ def free_port() -> int:
 def start(data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     exe = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
-    args = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", data_dir, "--log-level", "WARNING"]
+    args = [
+        exe,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        data_dir,
+        "--log-level",
+        "WARNING",
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -73,14 +83,28 @@ def measure(db, n: int) -> dict[str, float]:
         "count_documents(limit=26)": ms(lambda: coll.count_documents({"kind": "h"}, limit=26), runs=5),
         "estimated_document_count": ms(lambda: coll.estimated_document_count(), runs=5),
         "explain {_id, kind} says COLLSCAN": float("COLLSCAN" in str(plan["queryPlanner"]["winningPlan"])),
-        "30 updates, 1 index": ms(lambda: narrow.bulk_write([UpdateOne({"_id": i}, {"$inc": {"a": 1, "b": 1, "c": 1, "d": 1}}) for i in range(30)]), runs=5),
-        "30 updates, 5 indexes": ms(lambda: many.bulk_write([UpdateOne({"_id": i}, {"$inc": {"a": 1, "b": 1, "c": 1, "d": 1}}) for i in range(30)]), runs=5),
+        "30 updates, 1 index": ms(
+            lambda: narrow.bulk_write(
+                [UpdateOne({"_id": i}, {"$inc": {"a": 1, "b": 1, "c": 1, "d": 1}}) for i in range(30)]
+            ),
+            runs=5,
+        ),
+        "30 updates, 5 indexes": ms(
+            lambda: many.bulk_write(
+                [UpdateOne({"_id": i}, {"$inc": {"a": 1, "b": 1, "c": 1, "d": 1}}) for i in range(30)]
+            ),
+            runs=5,
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,20000", help="documents in the collection (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="1000,20000", help="documents in the collection (default %(default)s)"
+    )
     sizes = [int(x) for x in parser.parse_args().sizes.split(",")]
     data_dir = tempfile.mkdtemp(prefix="secantus-repro-")
     process, uri = start(data_dir)

@@ -26,13 +26,16 @@ class Settings:
     db_name: str = _opt("replicache", "DB_NAME", "MongoDB database name")
     cors_origins: str = _opt("*", "CORS_ORIGINS", "comma-separated origins allowed by CORS, or * for any")
     group_commit: bool = _opt(
-        True, "GROUP_COMMIT", "apply pushes queued for a space together in one transaction"
+        True,
+        "GROUP_COMMIT",
+        "apply the pushes queued meanwhile together, across spaces, in one transaction"
+        " (on mongos: per space)",
     )
     pull_cache: bool = _opt(
         True,
         "PULL_CACHE",
-        "answer unchanged pulls from the space version known in memory"
-        " (kept right across processes by the change stream; see README Deployment)",
+        "answer an unchanged pull from memory when this process makes every commit (one process"
+        " on its own embedded database); otherwise every pull reads the database",
     )
     heartbeat_seconds: float = _opt(30.0, "HEARTBEAT_SECONDS", "SSE keep-alive interval")
     auth_secret: str = _opt(
@@ -185,7 +188,7 @@ class Settings:
         "",
         "MUTATORS",
         "Python module whose MUTATORS dict (name -> async (tx, args)) replaces the built-in"
-        " increment (README Your own mutators)",
+        " increment (docs/own-app.md)",
     )
     max_import_bytes: int = _opt(
         64 * 1024 * 1024,
@@ -205,7 +208,7 @@ class Settings:
         256.0,
         "EMBEDDED_MAX_RSS_MB",
         "restart the embedded database when its resident memory passes this (it grows ~5 KB per push;"
-        " see README); 0 = never",
+        " see docs/operations.md); 0 = never",
     )
     embedded_check_seconds: float = _opt(
         10.0, "EMBEDDED_CHECK_SECONDS", "how often the embedded database's memory (and life) is checked"

@@ -9,7 +9,7 @@ host can connect, so it runs with --auth (SCRAM-SHA-256) and a random password m
 every start; the data dir is 0700 and its files 0600; the child gets a scrubbed
 environment (no AUTH_SECRET, ADMIN_TOKEN...). secantus can only add users with auth off,
 so a data dir without usable credentials is provisioned once with auth off for the time
-it takes to create the user, then restarted with --auth (README Threat model). Later
+it takes to create the user, then restarted with --auth (docs/security.md). Later
 starts sign in with the saved password and change it. An in-memory database (tests)
 has no auth: it cannot be restarted to turn auth on.
 """
@@ -111,7 +111,7 @@ class EmbeddedMongo:
 
     def start(self, timeout: float = 60.0, port: int | None = None) -> str:
         """port: reuse a known one (a restart that clients reconnect to); default a free one.
-        The URI holds the password: never log it (README Threat model)."""
+        The URI holds the password: never log it (docs/security.md)."""
         self.port = port = port or free_port(self.host)
         if self.data_dir is None:
             self._launch(port, timeout, auth=False)

@@ -13,7 +13,7 @@ tornado below 7.
    7.0 ms for 2,000 idle loopback listeners against 14 ms through IOStream.write (5,000:
    18.8 against 35.7 ms; tornado 6.6.1, 2 cores, medians of 100 interleaved wakes). With
    it the hub writes to every listener in one loop turn without waking a coroutine per
-   listener (6d48851); README Performance has the fan-out: poke p99 37.8 ms for 1,000
+   listener (6d48851); docs/performance.md has the fan-out: poke p99 37.8 ms for 1,000
    listeners and 108 ms for 5,000 (targets 50 and 250 ms), measured at ccf08f0.
 2. Pre-encoded chunks (Frame, frame). Writing to the socket skips Tornado's
    HTTP1Connection, which frames an HTTP/1.1 body without Content-Length in chunks
@@ -25,7 +25,7 @@ tornado below 7.
    (`self._headers`), neither of which it uses once the headers are sent; finish() reads
    `_headers` only while they are unsent. Dropping the headers (with a slotted listen()
    context manager) took an idle listener from 16.96 to 15.5 KB (a615e57); the helpers
-   went in f3d2f14, not measured alone. README Performance has 14.94 KB per listener
+   went in f3d2f14, not measured alone. docs/performance.md has 14.94 KB per listener
    for 10,000 (target 16 KB).
 4. Forget the close error (forget_close_error). A stream closed by a reset keeps the
    error in `IOStream.error`, and its traceback holds the stream's frames: a cycle that

@@ -1,4 +1,4 @@
-"""README "Tests": every item of the conformance checklist (shared/replicache-protocol.md
+"""docs/testing.md: every item of the conformance checklist (shared/replicache-protocol.md
 §9, 45 items) names tests, and every test it names exists."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ ITEMS = 45
 
 
 def checklist_rows() -> dict[int, str]:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "testing.md").read_text()
     section = readme[readme.index("**Conformance checklist**") :]
     rows = {}
     for line in section.splitlines()[1:]:
@@ -34,7 +34,7 @@ def test_every_checklist_item_names_tests_that_exist():
 
 
 def test_the_guarantees_table_names_tests_that_exist():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "testing.md").read_text()
     section = readme[readme.index("**Guarantees and the tests that fail without them.**") :]
     section = section[: section.index("**Conformance checklist**")]
     named = re.findall(r"`([\w/]+\.py)::(test_\w+)`", section)

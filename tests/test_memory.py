@@ -1,7 +1,7 @@
 """Memory of a live server process while waves of poke listeners come and go.
 
 Measured as the `python -m server` process's RSS (/proc/<pid>/status), never counters,
-and never against a clock. What is asserted is the README's "nothing leaks": a second
+and never against a clock. What is asserted is docs/performance.md's "nothing leaks": a second
 wave of listeners reuses the memory the first one left, so the peak does not grow by
 another wave. How much RSS falls back after a wave (the hub's reclaim step) is recorded in
 test-artifacts/memory.txt, not asserted: measured over 4 runs of 3,000 listeners it gave
@@ -48,7 +48,7 @@ async def wait(done, what: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.gen_test(timeout=300)
 async def test_a_second_wave_of_listeners_reuses_the_memory_of_the_first(tmp_path, many_files):
-    # Thousands of listeners from one address: lift the per-address caps (README Threat model).
+    # Thousands of listeners from one address: lift the per-address caps (docs/security.md).
     one_address = ("--poke-max-per-address", "0", "--max-connections-per-address", "0")
     with LiveServer("--log-level", "info", *one_address, data_dir=tmp_path) as server:
         pid = server.process.pid

@@ -92,19 +92,19 @@ def test_a_module_replaces_the_built_in_mutators(tmp_path, monkeypatch):
     assert Settings.from_args([], env={"MUTATORS": "good_app_14"}).mutators == "good_app_14"
 
 
-def readme_example() -> str:
-    """The worked example of README "Your own mutators": its first Python block."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Your own mutators") :]
+def docs_example() -> str:
+    """The worked example of docs/own-app.md "Your own mutators": its first Python block."""
+    readme = (ROOT / "docs" / "own-app.md").read_text()
+    section = readme[readme.index("## Your own mutators") :]
     return section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
 
 
 @pytest.mark.gen_test
-async def test_the_readme_example_module_runs_as_documented(tmp_path, monkeypatch, mongo_client, db_name):
+async def test_the_docs_example_module_runs_as_written(tmp_path, monkeypatch, mongo_client, db_name):
     package = tmp_path / "todo"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "mutators.py").write_text(readme_example())
+    (package / "mutators.py").write_text(docs_example())
     monkeypatch.syspath_prepend(str(tmp_path))
     store = Store(mongo_client, db_name, mutators=mutators.load("todo.mutators"))
     await store.init()

@@ -13,7 +13,7 @@ class FailedAttempts:
     And in all: after `total` from any addresses within the window, every token attempt
     is refused, so rotating addresses gains nothing past `total` a minute. That also
     refuses the right token for that minute; a logged-in session (cookie) carries on.
-    Counts are per process: with --processes N, N times as many (README Threat model)."""
+    Counts are per process: with --processes N, N times as many (docs/security.md)."""
 
     def __init__(
         self, limit: int = 20, total: int = 100, window: float = 60.0, addresses: int = 10_000

@@ -110,7 +110,7 @@ class Store:
         self._mutators = self._pusher.mutators = mutators
 
     async def init(self) -> None:
-        """Schema check, migration, indexes; and how to batch (see README Deployment)."""
+        """Schema check, migration, indexes; and how to batch (see docs/operations.md)."""
         await self.db.init()
         hello = await self.db.client.admin.command("hello")
         if hello.get("msg") == "isdbgrid":

@@ -6,7 +6,7 @@ same space, so a space's pushes keep their order and never conflict with each ot
 process. Several at once because the commit is what a push waits on most: with
 --sync-on-commit the embedded database flushes its log on every commit, and a flush
 overlaps with the next batch's work; one runner at a time left 20 writers on 20 spaces at
-60 pushes/s on this 2-core machine (see README Performance).
+60 pushes/s on this 2-core machine (see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ def percentile(values: list[float], q: float) -> float | None:
     least q % of the values at or below it, always one of the values (p50 of an even count
     is the lower middle one, not a mean). None when empty.
 
-    This is the definition behind the README's performance tables (scripts/bench.py) and
-    scripts/poke_latency.py."""
+    This is the definition behind the performance tables of scripts/bench.py and
+    scripts/poke_latency.py (README, docs/performance.md)."""
     if not values:
         return None
     ordered = sorted(values)
