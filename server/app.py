@@ -77,6 +77,7 @@ class SyncServer:
             on_commit=watcher.local_commit if watcher is not None else hub.poke,
             client_ttl_seconds=settings.client_ttl_days * client_expiry.DAY,
             max_mutations=settings.max_mutations,
+            max_groups_per_user=settings.max_groups_per_user,
         )
         await store.init()
         expiry = client_expiry.start(store, settings.client_ttl_days, settings.gc_interval_seconds)

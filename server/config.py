@@ -115,6 +115,12 @@ class Settings:
     client_ttl_days: float = _opt(
         30.0, "CLIENT_TTL_DAYS", "remove client groups idle this long (they start over); 0 = never"
     )
+    max_groups_per_user: int = _opt(
+        1000,
+        "MAX_GROUPS_PER_USER",
+        "with auth: client groups one user may keep; past it their least recently seen start over"
+        " (as if expired); 0 = no cap",
+    )
     gc_interval_seconds: float = _opt(
         3600.0, "GC_INTERVAL_SECONDS", "how often idle client groups are removed"
     )

@@ -74,6 +74,7 @@ def store(io_loop, mongo_client, db_name, settings, hub) -> Store:
         on_commit=hub.poke,
         client_ttl_seconds=settings.client_ttl_days * 86400,
         max_mutations=settings.max_mutations,
+        max_groups_per_user=settings.max_groups_per_user,
     )
     io_loop.run_sync(store.init)
     return store

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server import client_expiry
-from server.testing import ROOT
+from server.protocol import parse_pull, parse_push
+from server.testing import ROOT, pull_body, push_body
 from tests.helpers import database_state, mutation
 
 pytestmark = pytest.mark.gen_test
@@ -107,3 +110,41 @@ async def test_expiry_script(api, store, mongo_uri, db_name):
     ).stdout
     assert out.startswith("removed 1 client groups")
     assert (await api.pull(space, "g1")).body == CSNF
+
+
+async def push_as(store, space, user, group, mutations):
+    return await store.push(space, replace(parse_push(push_body(group, mutations)), user_id=user))
+
+
+async def pull_as(store, space, user, group, cookie=None):
+    return json.loads(await store.pull(space, replace(parse_pull(pull_body(group, cookie)), user_id=user)))
+
+
+@pytest.mark.parametrize("settings", [{"max_groups_per_user": 3}], indirect=True)
+async def test_a_users_groups_past_the_cap_start_over_least_recently_seen_first(store, settings):
+    """Issue 18.8: fresh group ids cannot grow one user's storage without end. Past the cap
+    the user's least recently seen groups go as expired ones do: ClientStateNotFound, and
+    the client starts over. Nobody else's groups are touched, and without auth (no user)
+    there is no cap."""
+    space = await store.create_space()
+    other = await store.create_space()
+    await push_as(store, other, "u2", "h1", [mutation(1, "d1")])
+    for n in range(1, 6):  # g1 first, so least recently seen
+        await push_as(store, space if n % 2 else other, "u1", f"g{n}", [mutation(1, f"c{n}")])
+    for n in range(1, 6):
+        await push_as(store, space, None, f"anon{n}", [mutation(1, f"a{n}")])
+    await store.drain()  # the caps run after the commits, in the background
+
+    assert await pull_as(store, space, "u1", "g1") == CSNF
+    assert await pull_as(store, other, "u1", "g2") == CSNF
+    for where, group in ((space, "g3"), (other, "g4"), (space, "g5")):
+        assert "cookie" in await pull_as(store, where, "u1", group)
+    assert await push_as(store, space, "u1", "g1", [mutation(2, "c1")]) == CSNF  # never made again
+    assert "cookie" in await pull_as(store, other, "u2", "h1")
+    for n in range(1, 6):
+        assert "cookie" in await pull_as(store, space, None, f"anon{n}")
+    assert await counts(store, space) == (7, 7)  # g3, g5 and the five anonymous ones
+    assert await counts(store, other) == (2, 2)  # h1 and g4
+    assert "cookie" in await pull_as(store, other, "u1", "g6")  # a group a pull made counts too
+    await store.drain()
+    assert await pull_as(store, space, "u1", "g3") == CSNF  # now the least recently seen

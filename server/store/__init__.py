@@ -18,6 +18,7 @@ never touch collections. The modules behind it, one job each:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class Store:
         on_commit: Callable[[str, int], None] | None = None,
         client_ttl_seconds: float = DEFAULT_CLIENT_TTL,
         max_mutations: int = MAX_MUTATIONS,
+        max_groups_per_user: int = 0,
     ) -> None:
         """`client`: a pymongo AsyncMongoClient or a Motor AsyncIOMotorClient.
 
@@ -64,7 +66,9 @@ class Store:
         on_commit(space_id, version): called after each commit that moved a space's version.
         client_ttl_seconds: idle client groups may be removed after this (0: never); their
         lastSeen is refreshed well within it.
-        max_mutations: new mutations applied from one push; the client sends the rest again."""
+        max_mutations: new mutations applied from one push; the client sends the rest again.
+        max_groups_per_user: live client groups one user (with auth) keeps; each new group of a
+        user past it removes their least recently seen ones, in the background (0: no cap)."""
         self.db = Database(client, db_name)
         self._mutators = MUTATORS if mutators is None else mutators
         self.on_commit = on_commit
@@ -75,6 +79,9 @@ class Store:
         self._spaces = Spaces(self.db)
         self._group_commit = group_commit
         self._max_mutations = max_mutations
+        self._max_groups_per_user = max_groups_per_user
+        self._capping: dict[str, asyncio.Task[int]] = {}  # user -> cap_user_groups running
+        self._cap_again: set[str] = set()  # users with a new group since their run began
         self._pusher = self._make_pusher(across_spaces=True)
         self._puller = Puller(
             self.db,
@@ -83,6 +90,7 @@ class Store:
             seen=self._seen,
             cache=pull_cache and sole_writer,
             touch_seconds=lambda: self.touch_seconds,
+            on_new_group=self._new_group,
         )
         self.admin = AdminQueries(self.db)
 
@@ -99,6 +107,7 @@ class Store:
             seen=self._seen,
             touch_seconds=lambda: self.touch_seconds,
             max_mutations=self._max_mutations,
+            on_new_group=self._new_group,
         )
 
     @property
@@ -143,8 +152,11 @@ class Store:
         return await self._pusher.write(space_id, write)
 
     async def drain(self) -> None:
-        """Wait for every queued push to be answered (graceful shutdown)."""
+        """Wait for every queued push to be answered, and for the groups caps they set off
+        (graceful shutdown)."""
         await self._pusher.drain()
+        while self._capping:  # a run may start another (a group made meanwhile)
+            await asyncio.gather(*self._capping.values(), return_exceptions=True)
 
     # ---- spaces
 
@@ -187,13 +199,44 @@ class Store:
     async def expire_groups(self, ttl_seconds: float, now: datetime | None = None) -> int:
         """Remove every client group idle for ttl_seconds (as of `now`); returns how many."""
         cutoff = expiry.cutoff_for(ttl_seconds, now)
+        return await self._remove_groups(await expiry.idle_groups(self.db, cutoff), cutoff)
+
+    async def cap_user_groups(self, user_id: str) -> int:
+        """Remove the user's least recently seen client groups past max_groups_per_user (they
+        start over, as expired ones do); returns how many."""
+        found, cutoff = await expiry.over_cap(self.db, user_id, self._max_groups_per_user)
+        return await self._remove_groups(found, cutoff) if cutoff is not None else 0
+
+    async def _remove_groups(self, found: dict[str, list[str]], cutoff: datetime) -> int:
         removed = 0
-        for space_id, groups in (await expiry.idle_groups(self.db, cutoff)).items():
+        for space_id, groups in found.items():
             count, version = await expiry.remove(self.db, space_id, groups, cutoff)
             removed += count
             if version is not None:
                 self._committed(space_id, version)
         return removed
+
+    def _new_group(self, user_id: str | None) -> None:
+        """A group was bound to user_id (after its commit): cap the user's groups, once at a
+        time per user (a group made meanwhile runs it again after). A user whose groups are at
+        the cap pays one read of their group records and one removal per new group; anonymous
+        groups (auth off) have no cap."""
+        if user_id is None or not self._max_groups_per_user:
+            return
+        if user_id in self._capping:
+            self._cap_again.add(user_id)
+            return
+        task = asyncio.create_task(self.cap_user_groups(user_id))
+        self._capping[user_id] = task
+        task.add_done_callback(lambda t: self._capped(user_id, t))
+
+    def _capped(self, user_id: str, task: asyncio.Task[int]) -> None:
+        del self._capping[user_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("capping the client groups of a user failed: %s", task.exception())
+        if user_id in self._cap_again:
+            self._cap_again.discard(user_id)
+            self._new_group(user_id)
 
     def _committed(self, space_id: str, version: int) -> None:
         """A commit made outside the push batches: forget what the batches kept of the space."""

@@ -1,4 +1,5 @@
-"""Client group expiry: remove groups idle longer than a TTL, with their clients.
+"""Client group expiry: remove groups idle longer than a TTL, with their clients; and
+groups of a user past their cap, least recently seen first.
 
 A removed group keeps a tombstone (its group document with `removed` set), so a later push
 or pull from it gets ClientStateNotFound and the client starts over: a group is never
@@ -63,6 +64,23 @@ async def remove(db: Database, space_id: str, groups: list[str], cutoff: datetim
         return len(idle), version
 
     return await db.transaction(run)
+
+
+async def over_cap(db: Database, user: str, cap: int) -> tuple[dict[str, list[str]], datetime | None]:
+    """The user's live groups past the `cap` most recently seen, by space, and the lastSeen of
+    the oldest one kept: remove() takes those seen before it (a tie stays)."""
+    live = [
+        d
+        async for d in db.owners.find({"user": user}, {"space": 1, "lastSeen": 1})
+        if d.get("lastSeen") is not None  # removed groups have none
+    ]
+    if len(live) <= cap:
+        return {}, None
+    live.sort(key=lambda d: schema.aware(d["lastSeen"]), reverse=True)
+    found: dict[str, list[str]] = defaultdict(list)
+    for d in live[cap:]:
+        found[d["space"]].append(d["_id"])
+    return found, schema.aware(live[cap - 1]["lastSeen"])
 
 
 def cutoff_for(ttl_seconds: float, now: datetime | None = None) -> datetime:

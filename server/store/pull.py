@@ -51,14 +51,17 @@ class Puller:
         seen: Seen,
         cache: bool,
         touch_seconds: Callable[[], float],
+        on_new_group: Callable[[str | None], None],
     ) -> None:
-        """cache: answer unchanged cookies from `versions` (only when every commit is ours)."""
+        """cache: answer unchanged cookies from `versions` (only when every commit is ours).
+        on_new_group(user): called after a pull that made a new group committed."""
         self.db = db
         self.owners = owners
         self.versions = versions
         self.seen = seen
         self.cache = cache
         self.touch_seconds = touch_seconds
+        self.on_new_group = on_new_group
 
     async def pull(self, space_id: str, request: PullRequest) -> bytes:
         if request.foreign_cookie:
@@ -83,10 +86,12 @@ class Puller:
             elif checked:
                 body, version = await self.db.transaction(lambda s: self._read(space_id, group_id, cookie, s))
             else:
-                body, version, owner = await self.db.transaction(
+                body, version, owner, new = await self.db.transaction(
                     lambda s: self._check_and_read(space_id, group_id, user_id, cookie, s)
                 )
                 self.owners.put(group_id, owner)
+                if new:
+                    self.on_new_group(user_id)
         except _Refused:
             return CSN_BODY
         self.versions.note(space_id, version)
@@ -158,9 +163,10 @@ class Puller:
 
     async def _check_and_read(
         self, space_id: str, group_id: str, user_id: str | None, cookie: int | None, s: Any
-    ) -> tuple[bytes, int, Owner]:
+    ) -> tuple[bytes, int, Owner, bool]:
         """A group this process has not checked lately: its owner record, its document
-        (removed?), the read, and its lastSeen (which client expiry reads) when due."""
+        (removed?), the read, and its lastSeen (which client expiry reads) when due; and
+        whether the group is new."""
         found = await self.db.owners.find_one({"_id": group_id}, session=s)
         if found is not None and found.get("removed") is not None:
             raise _Refused  # removed by client expiry
@@ -186,7 +192,7 @@ class Puller:
                 await self.db.owners.bulk_write([schema.touch_owner(group_id, when)], session=s)
                 age = 0.0
         self.seen.put(group_id, time.monotonic() - age)
-        return body, version, owner
+        return body, version, owner, new
 
 
 def _key(row: dict[str, Any]) -> str:

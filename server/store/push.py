@@ -88,6 +88,7 @@ class Pusher:
         seen: Seen,
         touch_seconds: Callable[[], float],
         max_mutations: int,
+        on_new_group: Callable[[str | None], None],
     ) -> None:
         self.db = db
         self.states = states
@@ -98,6 +99,7 @@ class Pusher:
         self.seen = seen
         self.touch_seconds = touch_seconds
         self.max_mutations = max_mutations
+        self.on_new_group = on_new_group  # called with its user after a new group's commit
         self._queue = BatchQueue(
             self._commit,
             batch=MAX_BATCH if group_commit else 1,
@@ -144,6 +146,9 @@ class Pusher:
             for group_id in (*part.new_groups, *part.touched_groups):  # their lastSeen was written
                 self.seen.put(group_id, now)
         _answer(batch, done.results)
+        for part in done.batches.values():
+            for user_id in part.new_groups.values():
+                self.on_new_group(user_id)
         if self.on_commit is not None:
             for space_id, version in moved:  # after the answers: pushers go before the fan-out
                 self.on_commit(space_id, version)
