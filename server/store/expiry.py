@@ -69,11 +69,10 @@ async def remove(db: Database, space_id: str, groups: list[str], cutoff: datetim
 async def over_cap(db: Database, user: str, cap: int) -> tuple[dict[str, list[str]], datetime | None]:
     """The user's live groups past the `cap` most recently seen, by space, and the lastSeen of
     the oldest one kept: remove() takes those seen before it (a tie stays)."""
-    live = [
-        d
-        async for d in db.owners.find({"user": user}, {"space": 1, "lastSeen": 1})
-        if d.get("lastSeen") is not None  # removed groups have none
-    ]
+    # Through the {user} index: a user's removed groups (no lastSeen) are read too, so this
+    # costs what that user's own churn left; it runs in the background, once at a time.
+    query = {"user": user, "lastSeen": {"$exists": True}}  # removed groups have none
+    live = [d async for d in db.owners.find(query, {"space": 1, "lastSeen": 1})]
     if len(live) <= cap:
         return {}, None
     live.sort(key=lambda d: schema.aware(d["lastSeen"]), reverse=True)
