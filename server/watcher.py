@@ -67,7 +67,6 @@ class Watcher:
         self._stream: Any = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
-        self._closing = False
         # space -> a version its local listeners were poked after (all up to it committed)
         self._poked: OrderedDict[str, int] = OrderedDict()
 
@@ -100,7 +99,6 @@ class Watcher:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        self._closing = True  # the loop ends at its next turn, should a cancel be lost
         if self._task is not None:
             await stop_task(self._task)
             self._task = None
@@ -108,20 +106,18 @@ class Watcher:
 
     async def _run(self) -> None:
         delay = RETRY_FIRST
-        while not self._closing:
+        while True:
             try:
                 if self._stream is None:
                     await self.open()
                     delay = RETRY_FIRST
-                while self._stream.alive and not self._closing:
+                while self._stream.alive:
                     change = await self._stream.try_next()
                     self.token = self._stream.resume_token
                     if change is not None:
                         if self.delay:
                             await asyncio.sleep(self.delay)
                         self.apply(change)
-                if self._closing:
-                    return
                 # Invalidated (collection dropped or renamed): its token cannot resume.
                 log.warning("change stream invalidated; starting afresh")
                 self.token = None
