@@ -4,11 +4,10 @@ set to one, `getAuth` called once it expires."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
-from server.testing import ROOT, LiveServer
+from server.testing import LiveServer
+from tests.client.node import node_report
 from tests.jwtkit import KeyServer, jwk, rsa_key
 
 SCRIPT = Path(__file__).with_name("jwt_auth.mjs")
@@ -19,15 +18,7 @@ def test_client_with_a_jwt_converges_and_renews_it(tmp_path, client_dist):
     with KeyServer(keys=[jwk(key, "app-key-1", "RS256")], signing=(key, "RS256", "app-key-1")) as provider:
         env = {"JWKS_URL": provider.url + "/jwks.json", "JWT_LEEWAY": "0"}
         with LiveServer(data_dir=tmp_path, env=env) as server:
-            done = subprocess.run(
-                ["node", str(SCRIPT), server.url, provider.url + "/token"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
+            report = node_report(SCRIPT, server.url, provider.url + "/token", timeout=120)
         assert report["ok"], report.get("error")
         assert report["created"] == 200
         assert report["before"] == {"server": 11, "counts": [11, 11]}

@@ -5,15 +5,14 @@ tests/client/app_scenarios.mjs runs every scenario once and prints a JSON report
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from server.testing import ROOT, LiveServer
+from server.testing import LiveServer
+from tests.client.node import node_report, scenario
 
 SCRIPT = Path(__file__).with_name("app_scenarios.mjs")
 TOKEN = "app-admin-token-" + "y" * 20
@@ -40,24 +39,9 @@ def report(tmp_path_factory, client_dist) -> dict[str, Any]:
         env={"PYTHONPATH": str(app), "ADMIN_TOKEN": TOKEN},
     )
     with server:
-        done = subprocess.run(
-            ["node", str(SCRIPT), server.url],
-            cwd=ROOT,
-            env={**os.environ, "ADMIN_TOKEN": TOKEN},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+        report = node_report(SCRIPT, server.url, env={**os.environ, "ADMIN_TOKEN": TOKEN})
     report["serverOutput"] = server.output
     return report
-
-
-def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
-    result = report["scenarios"][name]
-    assert result["ok"], result.get("error")
-    return result
 
 
 def test_own_mutators_converge_across_two_clients(report):

@@ -7,14 +7,13 @@ each test below checks one scenario's part of it, for each version.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from server.testing import ROOT, LiveServer
+from server.testing import LiveServer
+from tests.client.node import node_report, scenario
 
 SCRIPT = Path(__file__).with_name("scenarios.mjs")
 
@@ -24,22 +23,8 @@ VERSIONS = {"replicache": "15.3.0", "replicache-14": "14.2.2"}  # npm package: i
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
 def report(request, live_server: LiveServer) -> dict[str, Any]:
-    done = subprocess.run(
-        ["node", str(SCRIPT), live_server.url, request.param],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = node_report(SCRIPT, live_server.url, request.param)
     assert result["version"] == VERSIONS[request.param]  # the pinned client ran, no other
-    return result
-
-
-def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
-    result = report["scenarios"][name]
-    assert result["ok"], result.get("error")
     return result
 
 
